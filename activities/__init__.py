@@ -1,0 +1,1 @@
+"""Temporal activities of duban: the side effects that workflows ask for."""

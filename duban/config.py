@@ -1,0 +1,149 @@
+"""Configuration: environment variables, then an optional TOML file, then the embedded defaults.
+
+Precedence (highest first): ``DUBAN_*`` environment variables; the TOML file named by
+``DUBAN_CONFIG`` (or ``duban.toml`` in the working directory if present); the defaults below.
+A service address left unset means "use the embedded stack" (``duban stack up`` starts it); an
+address that is set means "use that service and start nothing".
+
+| setting             | variable                  | default                                  |
+|---------------------|---------------------------|------------------------------------------|
+| temporal_address    | DUBAN_TEMPORAL_ADDRESS    | embedded dev server, 127.0.0.1:7233      |
+| temporal_namespace  | DUBAN_TEMPORAL_NAMESPACE  | default                                  |
+| task_queue          | DUBAN_TASK_QUEUE          | duban-items                              |
+| kafka_bootstrap     | DUBAN_KAFKA_BOOTSTRAP     | embedded broker, 127.0.0.1:9092          |
+| kafka_idempotent    | DUBAN_KAFKA_IDEMPOTENT    | false when embedded, true otherwise      |
+| database_url        | DUBAN_DATABASE_URL        | sqlite file ``<data_dir>/duban.db``      |
+| data_dir            | DUBAN_DATA_DIR            | ``./.duban``                             |
+| events_topic        | DUBAN_EVENTS_TOPIC        | duban.item-events                        |
+| dead_letter_topic   | DUBAN_DEAD_LETTER_TOPIC   | duban.item-events.dlq                    |
+| topic_partitions    | DUBAN_TOPIC_PARTITIONS    | 3                                        |
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from duban.errors import ConfigurationError
+
+EMBEDDED_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+EMBEDDED_TEMPORAL_UI_PORT = 8233
+EMBEDDED_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. ``None`` for an address means the embedded service."""
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "duban-items"
+    kafka_bootstrap: str | None = None
+    kafka_idempotent: bool | None = None
+    database_url: str | None = None
+    data_dir: Path = Path(".duban")
+    events_topic: str = "duban.item-events"
+    dead_letter_topic: str = "duban.item-events.dlq"
+    topic_partitions: int = 3
+
+    @property
+    def temporal_target(self) -> str:
+        """host:port of the Temporal frontend to use (the embedded one if none is configured)."""
+        return self.temporal_address or EMBEDDED_TEMPORAL_ADDRESS
+
+    @property
+    def kafka_target(self) -> str:
+        """Comma-separated bootstrap servers to use (the embedded broker if none is configured)."""
+        return self.kafka_bootstrap or EMBEDDED_KAFKA_BOOTSTRAP
+
+    @property
+    def kafka_idempotence(self) -> bool:
+        """Whether producers ask for idempotence; off for the embedded broker (no InitProducerId)."""
+        if self.kafka_idempotent is not None:
+            return self.kafka_idempotent
+        return self.kafka_bootstrap is not None
+
+    @property
+    def database(self) -> str:
+        """SQLAlchemy URL of the read-model and event-store database."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'duban.db').resolve()}"
+
+    @property
+    def temporal_embedded(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def kafka_embedded(self) -> bool:
+        return self.kafka_bootstrap is None
+
+
+_BOOL = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Turn a raw string/TOML value into the field's type; raise ConfigurationError naming it."""
+    if name == "data_dir":
+        return Path(str(raw)).expanduser()
+    if name == "topic_partitions":
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{source}: topic_partitions must be an integer, got {raw!r}") from None
+        if value < 1:
+            raise ConfigurationError(f"{source}: topic_partitions must be at least 1, got {value}")
+        return value
+    if name == "kafka_idempotent":
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
+        if lowered not in _BOOL:
+            raise ConfigurationError(f"{source}: kafka_idempotent must be true or false, got {raw!r}")
+        return _BOOL[lowered]
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError(f"{source}: {name} must be a non-empty string, got {raw!r}")
+    return raw.strip()
+
+
+def load_settings(env: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Resolve the settings.
+
+    Args:
+        env: environment mapping (defaults to ``os.environ``).
+        config_file: TOML file to read (defaults to ``DUBAN_CONFIG`` or ``./duban.toml`` if it exists);
+            its keys are the setting names of the table in this module's docstring, at top level.
+
+    Raises:
+        ConfigurationError: unknown key in the file, unreadable file, or a value of the wrong type.
+    """
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    names = {f.name for f in fields(Settings)}
+    path = config_file or (Path(env["DUBAN_CONFIG"]) if env.get("DUBAN_CONFIG") else None)
+    if path is None and Path("duban.toml").is_file():
+        path = Path("duban.toml")
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"config file {path}: {exc}") from exc
+        for key, raw in data.items():
+            if key not in names:
+                raise ConfigurationError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, f"config file {path}")
+    for name in names:
+        var = f"DUBAN_{name.upper()}"
+        if env.get(var, "") != "":
+            values[name] = _coerce(name, env[var], var)
+    return replace(Settings(), **values)

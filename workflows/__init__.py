@@ -1,0 +1,1 @@
+"""Temporal workflows of duban and the pure decision core they orchestrate."""
