@@ -97,10 +97,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     if name == "data_dir":
         return Path(str(raw)).expanduser()
     if name == "topic_partitions":
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{source}: topic_partitions must be an integer, got {raw!r}") from None
+        is_int = type(raw) is int or (isinstance(raw, str) and raw.strip().isdigit())
+        value = int(raw) if is_int else 0
+        if not is_int:
+            raise ConfigurationError(f"{source}: topic_partitions must be an integer, got {raw!r}")
         if value < 1:
             raise ConfigurationError(f"{source}: topic_partitions must be at least 1, got {value}")
         return value

@@ -42,6 +42,8 @@ def make_engine(url: str) -> Engine:
     """Engine for ``url``; SQLite files get their folder created and WAL + busy timeout pragmas."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # psycopg 3 is the driver
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
 

@@ -157,7 +157,8 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
+def port_answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True if a TCP connection to ``host:port`` succeeds within ``timeout_s`` seconds."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return True
@@ -175,13 +176,14 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
         StackError: nothing accepted a connection within ``timeout_s`` seconds.
     """
     deadline = time.monotonic() + timeout_s
-    while not _answers(host, port):
+    while not port_answers(host, port):
         if time.monotonic() >= deadline:
             raise StackError(f"nothing answers on {host}:{port} after {timeout_s:.0f} s")
         time.sleep(0.1)
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def host_port(address: str) -> tuple[str, int]:
+    """``(host, port)`` of the first address in ``"host:port[,host:port…]"``."""
     host, _, port = address.split(",")[0].strip().rpartition(":")
     return host.strip("[]") or HOST, int(port)
 
@@ -322,14 +324,14 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
     for name, target in (("temporal", settings.temporal_target), ("kafka", settings.kafka_target)):
         spec = embedded.get(name)
         if spec is None:
-            answering = _answers(*_host_port(target), timeout_s=2)
+            answering = port_answers(*host_port(target), timeout_s=2)
             services.append(
                 ServiceStatus(name, target, "external", detail="answering" if answering else "not answering")
             )
             continue
         pid = _read_pid(settings, spec)
         address = f"{HOST}:{spec.port}"
-        detail = ("answering" if _answers(HOST, spec.port) else "not answering") if pid else ""
+        detail = ("answering" if port_answers(HOST, spec.port) else "not answering") if pid else ""
         services.append(
             ServiceStatus(
                 name, address, "running" if pid else "stopped", pid, _log_file(settings, name), detail

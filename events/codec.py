@@ -145,7 +145,7 @@ def event_from_dict(data: Any) -> EventEnvelope:
     if data["event_type"] not in t.EVENT_TYPES:
         raise EventValidationError("event_type", f"unknown event type {data['event_type']!r}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise EventValidationError("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}")
     sequence = data.get("sequence")
     if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:

@@ -204,8 +204,9 @@ def _close(state: ItemState, at: datetime, actor: str, cause: str) -> EventEnvel
     deadline = state.registration.resolution_deadline
     state.closed_at = at
     state.on_time = None if deadline is None else at <= deadline
-    if state.on_time is False:
-        state.overdue = True
+    # The closing time decides: a close that arrives late but is dated in time is not overdue
+    # (the breach and escalation recorded meanwhile stay in the history).
+    state.overdue = state.on_time is False
     state.timers.clear()
     handling = int((at - state.registration.reported_at).total_seconds())
     return _event(
@@ -277,3 +278,28 @@ def fire_due_timers(state: ItemState, until: datetime) -> list[EventEnvelope]:
                 )
             )
     return events
+
+
+def check_command_time(cmd: ItemCommand, now: datetime, lead_tolerance_s: float) -> None:
+    """Raise ``IllegalCommand`` if ``cmd.occurred_at`` lies more than ``lead_tolerance_s`` seconds
+    after ``now`` (business time): a command cannot report an act that has not happened yet."""
+    lead = (cmd.occurred_at - now).total_seconds()
+    if lead > lead_tolerance_s:
+        raise IllegalCommand(
+            f"occurred_at {format_utc(cmd.occurred_at)} is {lead:.0f} s in the future "
+            f"(tolerance {lead_tolerance_s:.0f} s)"
+        )
+
+
+def waiting_for_timer(state: ItemState, cmd: ItemCommand, now: datetime) -> datetime | None:
+    """The pending timer a command must wait for, or ``None`` if it can be applied now.
+
+    A command dated after ``now`` (allowed within the lead tolerance; a simulation delivers a day's
+    commands at the start of the day) is applied only once every timer due before its
+    ``occurred_at`` has fired, so events keep business-time order. Commands dated at or before
+    ``now`` never wait.
+    """
+    due = next_timer_at(state)
+    if due is not None and now < due < cmd.occurred_at:
+        return due
+    return None

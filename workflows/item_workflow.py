@@ -35,12 +35,15 @@ RECORD_EVENTS_TIMEOUT = timedelta(seconds=60)
 class ItemWorkflowInput:
     """Start input. ``initial_commands`` are applied right after registration (e.g. an imported case
     that was dispatched and accepted when it was opened). ``search_attributes`` is false on servers
-    that lack duban's custom attributes (the time-skipping test server)."""
+    that lack duban's custom attributes (the time-skipping test server). A command may be dated at
+    most ``command_lead_tolerance_s`` seconds after the item's business time (clock skew; a
+    simulation that delivers a day's commands at the start of the day sets a day)."""
 
     registration: Registration
     initial_commands: list[ItemCommand] = field(default_factory=list)
     clock_offset_s: float = 0.0
     search_attributes: bool = True
+    command_lead_tolerance_s: float = 300.0
 
 
 @dataclass
@@ -83,17 +86,25 @@ class SupervisionItemWorkflow:
         s = self._state
         return ItemOutcome(s.item_id, s.stage, s.on_time, s.overdue, s.escalation_level, s.sequence)
 
+    def _head_ready(self) -> bool:
+        """True when the first queued command can be applied now (no earlier timer still pending)."""
+        assert self._state is not None
+        head = self._inbox[0] if self._inbox else None
+        now = self._business_now()
+        return head is not None and item_rules.waiting_for_timer(self._state, head, now) is None
+
     async def _wait_for_work(self) -> None:
+        """Sleep until the next timer is due or a command can be applied, whichever comes first."""
         assert self._state is not None
         due = item_rules.next_timer_at(self._state)
         if due is None:
             await workflow.wait_condition(lambda: bool(self._inbox))
             return
         remaining = (due - self._business_now()).total_seconds()
-        if remaining <= 0 or self._inbox:
+        if remaining <= 0 or self._head_ready():
             return
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=remaining)
+            await workflow.wait_condition(self._head_ready, timeout=remaining)
 
     async def _step(self, events: list[EventEnvelope]) -> None:
         """Apply queued commands (each after the timers due before it), then timers due now; record."""
@@ -101,9 +112,13 @@ class SupervisionItemWorkflow:
         now = self._business_now()
         done: list[CommandOutcome] = []
         while self._inbox:
-            cmd = self._inbox.pop(0)
+            cmd = self._inbox[0]
+            if item_rules.waiting_for_timer(self._state, cmd, now) is not None:
+                break
+            self._inbox.pop(0)
             events += item_rules.fire_due_timers(self._state, min(cmd.occurred_at, now))
             try:
+                item_rules.check_command_time(cmd, now, self._input.command_lead_tolerance_s)
                 produced = item_rules.apply_command(self._state, cmd)
                 done.append(CommandOutcome(cmd.command_id, True, "", [e.event_type for e in produced]))
                 events += produced
@@ -123,7 +138,9 @@ class SupervisionItemWorkflow:
             )
             self._upsert_search_attributes()
         for outcome in done:
-            self._outcomes[outcome.command_id] = outcome
+            previous = self._outcomes.get(outcome.command_id)
+            if previous is None or not previous.applied:  # a repeat never hides the real outcome
+                self._outcomes[outcome.command_id] = outcome
 
     def _upsert_search_attributes(self) -> None:
         if not self._input.search_attributes or self._state is None:
@@ -152,6 +169,9 @@ class SupervisionItemWorkflow:
         """Apply a command and return its outcome once its events are recorded."""
         if self._state is not None and cmd.command_id in self._state.applied_command_ids:
             return self._outcomes.get(cmd.command_id, CommandOutcome(cmd.command_id, True))
+        stale = self._outcomes.get(cmd.command_id)
+        if stale is not None and not stale.applied:
+            del self._outcomes[cmd.command_id]  # rejected before: this delivery gets a fresh answer
         self._inbox.append(cmd)
         await workflow.wait_condition(lambda: cmd.command_id in self._outcomes)
         outcome = self._outcomes[cmd.command_id]
@@ -165,6 +185,7 @@ class SupervisionItemWorkflow:
             return
         try:
             item_rules.check_command(self._state, cmd)
+            item_rules.check_command_time(cmd, self._business_now(), self._input.command_lead_tolerance_s)
         except IllegalCommand as exc:
             raise ApplicationError(exc.reason, type="IllegalCommand", non_retryable=True) from exc
 

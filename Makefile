@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine (Python >= 3.11 and, for the tests, PostgreSQL):
+#   make simulate   - the main job on the shared Boston sample
+#   make test       - lint, type-check and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+STAMP := $(VENV)/.installed
+
+.PHONY: install simulate test lint bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+simulate: $(STAMP)
+	$(BIN)/duban simulate --profile boston311 $(DATA)/boston311_2022_sample.csv --summary-json .duban/boston311-summary.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy duban workflows activities events projections
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_simulate.py
+
+demo: $(STAMP)
+	$(BIN)/duban demo
+
+clean:
+	rm -rf $(VENV) .duban

@@ -1,0 +1,215 @@
+"""The ``duban`` command line (typer). Run ``duban --help``.
+
+Every command reads its configuration from ``duban.config`` (environment variables, optional TOML).
+Expected failures (``DubanError``) print ``error: …`` on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+from collections.abc import Coroutine
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from duban.cli_stack import stack_app
+from duban.config import load_settings
+from duban.errors import DubanError
+from duban.logs import configure_logging
+
+app = typer.Typer(
+    help="duban (督办): supervise problems found in the city until they are fixed and verified.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
+
+_T = TypeVar("_T")
+
+
+class Level(StrEnum):
+    department = "department"
+    town = "town"
+    community = "community"
+    grid = "grid"
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class NoDeadline(StrEnum):
+    exclude = "exclude"
+    on_time = "on_time"
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine; collect garbage before the loop closes (temporalio teardown, sdk-python#300)."""
+
+    async def wrapped() -> _T:
+        try:
+            return await coro
+        finally:
+            gc.collect()
+
+    return asyncio.run(wrapped())
+
+
+@app.callback()
+def main(log_level: Annotated[str, typer.Option(help="Log level (stderr).")] = "WARNING") -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+def simulate(
+    path: Annotated[
+        Path, typer.Argument(help="Case-record export (CSV), e.g. ../shared/data/boston311_2022_sample.csv")
+    ],
+    profile: Annotated[str, typer.Option(help="Import profile: boston311 or la311.")] = "boston311",
+    limit: Annotated[int | None, typer.Option(help="Replay only the first N valid cases.")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database for this run (default: a fresh SQLite file).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Replay real cases through the item workflow in simulated time, then print the rankings."""
+    from projections.rankings import format_table, rank_units
+
+    from duban.simulate import Replay, SimulationOptions
+
+    settings = load_settings()
+    options = SimulationOptions(
+        profile=profile, path=path, limit=limit, database_url=database_url, progress=progress
+    )
+    try:
+        replay = Replay(settings, options)
+        summary = _run(replay.run())
+    except (DubanError, FileNotFoundError) as exc:
+        raise _fail(exc) from None
+    from duban.db import make_engine
+
+    engine = make_engine(summary.database_url)
+    for level in ("department", "town"):
+        typer.echo(f"\nRanking by {level}, all periods (on-time closure rate):")
+        typer.echo(format_table(rank_units(engine, level, None, None)))
+    typer.echo("\nSummary")
+    typer.echo(f"  items          {summary.items}")
+    typer.echo(f"  events         {summary.events}")
+    typer.echo(f"  rejected rows  {summary.rejected_rows}")
+    typer.echo(f"  dead letters   {summary.dead_letters}")
+    typer.echo(
+        f"  city labels    {summary.labels_matched} of {summary.labels_checked} on-time outcomes equal the city's"
+    )
+    for row in summary.blank_label_rows:
+        typer.echo(f"  blank label    {row} has a deadline but no city label (not checked)")
+    for row in summary.label_mismatches:
+        typer.echo(f"  MISMATCH       {row}")
+    typer.echo(f"  wall time      {summary.wall_s:.1f} s ({summary.items_per_s:.1f} items/s)")
+    typer.echo(f"  read models    {summary.database_url}")
+    if summary_json:
+        summary_json.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        typer.echo(f"  summary JSON   {summary_json}")
+
+
+@app.command()
+def rank(
+    by: Annotated[Level, typer.Option(help="Level to rank.")] = Level.department,
+    period: Annotated[
+        str | None, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    no_deadline: Annotated[
+        NoDeadline, typer.Option(help="Items without a deadline: excluded or on time.")
+    ] = NoDeadline.exclude,
+    database_url: Annotated[
+        str | None, typer.Option(help="Read-model database (default: configured).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Rank departments or areas by on-time closure rate for a period (local days of each item's area)."""
+    from projections.rankings import format_table, rank_units, to_csv, to_json
+
+    from duban.db import make_engine
+    from duban.periods import parse_period
+
+    try:
+        start, end = parse_period(period) if period else (None, None)
+        engine = make_engine(database_url or load_settings().database)
+        rows = rank_units(engine, by.value, start, end, no_deadline=no_deadline.value)
+    except DubanError as exc:
+        raise _fail(exc) from None
+    render = {Format.table: format_table, Format.csv: to_csv, Format.json: to_json}[output_format]
+    text = render(rows)
+    if output:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+    else:
+        typer.echo(
+            f"Period: {period or 'all'}" if output_format == Format.table else "",
+            nl=output_format == Format.table,
+        )
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command("import-report")
+def import_report(
+    path: Annotated[Path, typer.Argument(help="Case-record export (CSV).")],
+    profile: Annotated[str, typer.Option(help="Import profile: boston311 or la311.")] = "boston311",
+) -> None:
+    """Read an export with a profile and list the rows it rejects (row number, column, reason)."""
+    from duban.importers.profiles import load_cases
+
+    try:
+        result = load_cases(profile, path)
+    except (DubanError, FileNotFoundError) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{result.rows_read} rows read, {len(result.cases)} items, {len(result.rejected)} rejected")
+    for row in result.rejected:
+        typer.echo(f"  row {row.row_number}: {row.field}: {row.reason}")
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker for supervision items (records events to the store and Kafka)."""
+    from duban.worker import run_worker
+
+    try:
+        _run(run_worker(load_settings()))
+    except DubanError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def project() -> None:
+    """Run the projection: consume the events topic into the read models until stopped."""
+    from duban.projector_service import run_projector
+
+    try:
+        _run(run_projector(load_settings()))
+    except DubanError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def demo(
+    items: Annotated[int, typer.Option(help="How many sample items to run.")] = 12,
+    minutes: Annotated[float, typer.Option(help="Real minutes a whole resolution window takes.")] = 1.0,
+) -> None:
+    """Run a small live sample on the dev server in real time, then leave the stack running."""
+    from duban.demo import run_demo
+
+    try:
+        _run(run_demo(load_settings(), items=items, window_minutes=minutes))
+    except DubanError as exc:
+        raise _fail(exc) from None

@@ -1,0 +1,143 @@
+"""``duban demo``: a small live sample on the dev server, in real time, with scaled deadlines.
+
+Takes the first cases of the Boston sample (their categories, departments and areas), registers them
+now with a resolution window of ``window_minutes`` (response window a quarter of it), and plays four
+fates so that warnings, breaches and escalations happen within about a minute: closed early (no
+warning), closed after the warning (on time), closed after the breach (overdue, escalated), and left
+open (breached, escalated, still waiting in the Temporal UI). The stack is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+
+from activities.event_recording import EventRecorder
+from duban.config import EMBEDDED_TEMPORAL_UI_PORT, Settings
+from duban.db import make_engine
+from duban.errors import ConfigurationError
+from duban.importers.profiles import load_cases
+from duban.kafka import make_producer
+from duban.stack import ensure_topics, stack_up
+from duban.worker import build_worker
+from events.store import EventStore
+from workflows.item_model import CommandKind, ItemCommand, Registration
+from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+
+DEFAULT_SAMPLE = Path("../shared/data/boston311_2022_sample.csv")
+FATES = ("closed early", "closed after warning", "closed after breach", "left open")
+CLOSE_AT = {0: 0.3, 1: 0.85, 2: 1.25}  # share of the resolution window at which each fate closes
+
+
+def _registration(case_id: str, base: object, now: datetime, window: timedelta) -> Registration:
+    from duban.importers.base import ImportedCase
+
+    assert isinstance(base, ImportedCase)
+    return Registration(
+        item_id=case_id,
+        category=base.category,
+        category_group=base.category_group,
+        reported_at=now,
+        department=base.department,
+        unit=base.unit,
+        town=base.town,
+        community=base.community,
+        grid=base.grid,
+        zone=base.zone,
+        source="demo",
+        actor="source:demo",
+        response_deadline=now + window / 4,
+        resolution_deadline=now + window,
+        deadline_origin="rule",
+    )
+
+
+async def _play(
+    client: Client, queue: str, reg: Registration, fate: int, window: timedelta, now: datetime
+) -> str:
+    handle = await client.start_workflow(
+        SupervisionItemWorkflow.run,
+        ItemWorkflowInput(
+            reg, [ItemCommand(f"{reg.item_id}:dispatch", CommandKind.DISPATCH, "dispatcher:demo", now)]
+        ),
+        id=f"item-{reg.item_id}",
+        task_queue=queue,
+    )
+    unit = f"unit:{reg.unit or reg.department}"
+    await asyncio.sleep(window.total_seconds() / 8)
+    await handle.execute_update(
+        SupervisionItemWorkflow.apply_command,
+        ItemCommand(f"{reg.item_id}:accept", CommandKind.ACCEPT, unit, datetime.now(UTC)),
+    )
+    if fate not in CLOSE_AT:
+        return f"{reg.item_id}: {FATES[fate]}"
+    await asyncio.sleep(window.total_seconds() * CLOSE_AT[fate] - window.total_seconds() / 8)
+    for kind, actor in (
+        (CommandKind.SUBMIT_RECTIFICATION, unit),
+        (CommandKind.VERIFY, "inspector:demo"),
+        (CommandKind.CLOSE, "office:demo"),
+    ):
+        await handle.execute_update(
+            SupervisionItemWorkflow.apply_command,
+            ItemCommand(f"{reg.item_id}:{kind}", kind, actor, datetime.now(UTC)),
+        )
+    outcome = await handle.result()
+    return f"{reg.item_id}: {FATES[fate]} → on time {outcome.on_time}, escalation level {outcome.escalation_level}"
+
+
+async def run_demo(
+    settings: Settings, items: int = 12, window_minutes: float = 1.0, sample: Path = DEFAULT_SAMPLE
+) -> None:
+    """Run the demo (see module docstring); prints progress and the Temporal UI address.
+
+    Raises:
+        ConfigurationError: the sample file is missing or ``items`` < 1.
+        StackError: the embedded stack cannot start.
+    """
+    if items < 1:
+        raise ConfigurationError("items must be at least 1")
+    if not sample.is_file():
+        raise ConfigurationError(f"demo sample not found: {sample} (run from the repository root)")
+    await asyncio.to_thread(stack_up, settings)
+    await ensure_topics(settings)
+    cases = load_cases("boston311", sample).cases[:items]
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    store = EventStore(make_engine(settings.database))
+    store.create()
+    producer = make_producer(settings)
+    await producer.start()
+    run = uuid.uuid4().hex[:6]
+    window = timedelta(minutes=window_minutes)
+    now = datetime.now(UTC)
+    print(f"Demo run {run}: {len(cases)} items, resolution window {window_minutes:g} min.")
+    try:
+        recorder = EventRecorder(store, producer, settings.events_topic)
+        async with build_worker(client, settings.task_queue, recorder, max_cached=1000):
+            plays = [
+                _play(
+                    client,
+                    settings.task_queue,
+                    _registration(f"demo-{run}-{c.item_id}", c, now, window),
+                    i % len(FATES),
+                    window,
+                    now,
+                )
+                for i, c in enumerate(cases)
+            ]
+            for line in await asyncio.gather(*plays):
+                print("  " + line)
+    finally:
+        await producer.stop()
+    ui = f"http://127.0.0.1:{EMBEDDED_TEMPORAL_UI_PORT}" if settings.temporal_embedded else "your Temporal UI"
+    print(f"\nTemporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")
+    print("Find the items with queries such as:")
+    print(f"  WorkflowId STARTS_WITH 'item-demo-{run}'")
+    print("  DubanEscalationLevel >= 1 AND DubanStage != 'closed'")
+    print(f"  DubanDepartment = '{cases[0].department}' AND DubanOverdue = true")
+    print(
+        "The stack keeps running: `duban stack down` stops it. Open items wait for a worker (`duban worker`)."
+    )

@@ -1,0 +1,28 @@
+"""structlog set-up for the CLI, workers and consumers (stderr, human-readable or JSON)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure_logging(level: str | None = None, json: bool | None = None) -> None:
+    """Log to stderr at ``level`` (default ``DUBAN_LOG_LEVEL`` or WARNING); JSON if ``DUBAN_LOG_JSON=1``."""
+    level_name = (level or os.environ.get("DUBAN_LOG_LEVEL") or "WARNING").upper()
+    as_json = json if json is not None else os.environ.get("DUBAN_LOG_JSON") == "1"
+    numeric = logging.getLevelNamesMapping().get(level_name, logging.WARNING)
+    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )

@@ -1,0 +1,54 @@
+"""Reporting periods as half-open ranges of local dates ``[start, end)``.
+
+Accepted spellings (DOMAIN.md "Cadence": weekly, half-monthly, monthly notices):
+``2022-05`` (a month), ``2022-05-H1`` / ``2022-05-H2`` (days 1–15 / 16–end), ``2022-W19`` (an ISO
+week, Monday to Sunday), ``2022`` (a year), ``2022-05-03`` (a day).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date, timedelta
+
+from duban.errors import ValidationError
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_HALF = re.compile(r"^(\d{4})-(\d{2})-H([12])$")
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+_YEAR = re.compile(r"^(\d{4})$")
+
+
+def parse_period(text: str) -> tuple[date, date]:
+    """The local dates ``[start, end)`` of a period spelled as in the module docstring.
+
+    Raises:
+        ValidationError: field ``period``, with the accepted spellings in the reason.
+    """
+    text = text.strip()
+    try:
+        if m := _HALF.match(text):
+            year, month, half = int(m[1]), int(m[2]), int(m[3])
+            first = date(year, month, 1)
+            days = calendar.monthrange(year, month)[1]
+            return (
+                (first, first + timedelta(days=15))
+                if half == 1
+                else (first + timedelta(days=15), first + timedelta(days=days))
+            )
+        if m := _MONTH.match(text):
+            year, month = int(m[1]), int(m[2])
+            first = date(year, month, 1)
+            return first, first + timedelta(days=calendar.monthrange(year, month)[1])
+        if m := _WEEK.match(text):
+            monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+            return monday, monday + timedelta(days=7)
+        if m := _YEAR.match(text):
+            return date(int(m[1]), 1, 1), date(int(m[1]) + 1, 1, 1)
+        day = date.fromisoformat(text)
+        return day, day + timedelta(days=1)
+    except ValueError as exc:
+        raise ValidationError(
+            "period",
+            f"{text!r} is not a period ({exc}); use 2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03",
+        ) from None
