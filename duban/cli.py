@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy import Engine
 
 from duban.cli_stack import stack_app
 from duban.config import load_settings
-from duban.errors import DubanError
+from duban.errors import ConfigurationError, DubanError
 from duban.logs import configure_logging
 
 app = typer.Typer(
@@ -83,11 +84,13 @@ def simulate(
         str | None, typer.Option(help="Database for this run (default: a fresh SQLite file).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    bucket_days: Annotated[
+        float, typer.Option(help="Days of business time delivered per clock step.")
+    ] = 30.0,
 ) -> None:
     """Replay real cases through the item workflow in simulated time, then print the rankings."""
-    from projections.rankings import format_table, rank_units
-
     from duban.simulate import Replay, SimulationOptions
+    from projections.rankings import format_table, rank_units
 
     settings = load_settings()
     options = SimulationOptions(
@@ -109,9 +112,8 @@ def simulate(
     typer.echo(f"  events         {summary.events}")
     typer.echo(f"  rejected rows  {summary.rejected_rows}")
     typer.echo(f"  dead letters   {summary.dead_letters}")
-    typer.echo(
-        f"  city labels    {summary.labels_matched} of {summary.labels_checked} on-time outcomes equal the city's"
-    )
+    matched, checked = summary.labels_matched, summary.labels_checked
+    typer.echo(f"  city labels    {matched} of {checked} on-time outcomes equal the city's")
     for row in summary.blank_label_rows:
         typer.echo(f"  blank label    {row} has a deadline but no city label (not checked)")
     for row in summary.label_mismatches:
@@ -139,14 +141,12 @@ def rank(
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Rank departments or areas by on-time closure rate for a period (local days of each item's area)."""
-    from projections.rankings import format_table, rank_units, to_csv, to_json
-
-    from duban.db import make_engine
     from duban.periods import parse_period
+    from projections.rankings import format_table, rank_units, to_csv, to_json
 
     try:
         start, end = parse_period(period) if period else (None, None)
-        engine = make_engine(database_url or load_settings().database)
+        engine = _read_models(database_url or load_settings().database)
         rows = rank_units(engine, by.value, start, end, no_deadline=no_deadline.value)
     except DubanError as exc:
         raise _fail(exc) from None
@@ -160,6 +160,22 @@ def rank(
             nl=output_format == Format.table,
         )
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _read_models(url: str) -> Engine:
+    """Engine on a database that holds duban's read models; ConfigurationError naming it if not."""
+    from sqlalchemy import inspect
+
+    from duban.db import make_engine
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ConfigurationError(f"database_url: no such SQLite file: {url.removeprefix('sqlite:///')}")
+    engine = make_engine(url)
+    if not inspect(engine).has_table("unit_day_counters"):
+        raise ConfigurationError(
+            f"database_url: {url} holds no read models (run duban simulate or duban project)"
+        )
+    return engine
 
 
 @app.command("import-report")

@@ -86,7 +86,8 @@ async def _play(
             ItemCommand(f"{reg.item_id}:{kind}", kind, actor, datetime.now(UTC)),
         )
     outcome = await handle.result()
-    return f"{reg.item_id}: {FATES[fate]} → on time {outcome.on_time}, escalation level {outcome.escalation_level}"
+    level = outcome.escalation_level
+    return f"{reg.item_id}: {FATES[fate]} → on time {outcome.on_time}, escalation level {level}"
 
 
 async def run_demo(

@@ -14,7 +14,6 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
     level_name = (level or os.environ.get("DUBAN_LOG_LEVEL") or "WARNING").upper()
     as_json = json if json is not None else os.environ.get("DUBAN_LOG_JSON") == "1"
     numeric = logging.getLevelNamesMapping().get(level_name, logging.WARNING)
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
@@ -24,5 +23,6 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve sys.stderr at each use: test runners and tools swap it after configuration.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )

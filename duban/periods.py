@@ -47,7 +47,7 @@ def parse_period(text: str) -> tuple[date, date]:
             return date(int(m[1]), 1, 1), date(int(m[1]) + 1, 1, 1)
         day = date.fromisoformat(text)
         return day, day + timedelta(days=1)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValidationError(
             "period",
             f"{text!r} is not a period ({exc}); use 2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03",

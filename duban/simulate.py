@@ -21,9 +21,9 @@ from pathlib import Path
 
 import structlog
 import temporalio.api.testservice.v1 as test_service
-from projections.consumer import ProjectionConsumer
 from sqlalchemy import Engine, select
 from temporalio.client import Client
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from tqdm import tqdm
 
@@ -39,19 +39,25 @@ from duban.stack import ensure_topics, host_port, port_answers, stack_up
 from duban.worker import build_worker
 from events.store import EventStore
 from events.store import metadata as store_metadata
+from projections.consumer import ProjectionConsumer
 from projections.read_models import dead_letters, item_view
 from projections.read_models import metadata as read_metadata
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 
 log = structlog.get_logger(__name__)
 
-DAY = timedelta(days=1)
 SKIP_RPC_TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass
 class SimulationOptions:
-    """Options of one replay. ``database_url`` defaults to a fresh ``<data_dir>/simulate-<profile>.db``."""
+    """Options of one replay. ``database_url`` defaults to a fresh ``<data_dir>/simulate-<profile>.db``.
+
+    ``bucket_days``: the replay delivers each bucket's starts and commands at the bucket's start
+    (dated with their real times; the workflow orders them against its timers), then skips the clock
+    to the next bucket. Larger buckets mean fewer clock steps; outcomes do not depend on the size.
+    ``concurrency``: client calls in flight at once.
+    """
 
     profile: str
     path: Path
@@ -59,6 +65,7 @@ class SimulationOptions:
     database_url: str | None = None
     concurrency: int = 64
     progress: bool = True
+    bucket_days: float = 30.0
 
 
 @dataclass
@@ -93,8 +100,16 @@ async def _skip(env: WorkflowEnvironment, duration: timedelta) -> None:
     )
 
 
-def _day(at: datetime, origin: datetime) -> datetime:
-    return origin + DAY * ((at - origin) // DAY)
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime whose core logs only errors (the test server lacks capabilities that the
+    SDK warns about at every start, which would only clutter the job's output)."""
+    filter_ = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=filter_)))
+
+
+def _bucket(at: datetime, origin: datetime, size: timedelta) -> datetime:
+    """Start of the delivery bucket of ``size`` (counted from ``origin``) that holds ``at``."""
+    return origin + size * ((at - origin) // size)
 
 
 async def ensure_kafka(settings: Settings) -> None:
@@ -123,8 +138,13 @@ class Replay:
         self.topic = f"{settings.events_topic}.simulate.{options.profile}.{self.run_id}"
         self.run_settings = replace(settings, events_topic=self.topic, dead_letter_topic=f"{self.topic}.dlq")
 
-    async def run(self) -> SimulationSummary:
-        """Import, replay, project, check labels; raises on infrastructure failure."""
+    async def run(self, env: WorkflowEnvironment | None = None) -> SimulationSummary:
+        """Import, replay, project, check labels; raises on infrastructure failure.
+
+        Args:
+            env: a running time-skipping environment to use (a benchmark shares one); by default
+                the replay starts its own test server and stops it at the end.
+        """
         started = time.monotonic()
         imported = load_cases(self.options.profile, self.options.path)
         cases = imported.cases[: self.options.limit] if self.options.limit else imported.cases
@@ -140,7 +160,7 @@ class Replay:
         stop = asyncio.Event()
         consumer_task = asyncio.create_task(consumer.run(stop))
         try:
-            await self._replay(plans, engine)
+            await self._replay(plans, engine, env)
             await consumer.wait_caught_up(timeout_s=600)
         finally:
             stop.set()
@@ -148,22 +168,28 @@ class Replay:
         wall = time.monotonic() - started
         return self._summarise(imported, plans, engine, wall)
 
-    async def _replay(self, plans: list[CasePlan], engine: Engine) -> None:
-        store = EventStore(engine)
+    async def _replay(self, plans: list[CasePlan], engine: Engine, env: WorkflowEnvironment | None) -> None:
         producer = make_producer(self.run_settings)
         await producer.start()
-        binary = find_binary("temporal-test-server")
         try:
+            if env is not None:
+                await self._replay_on(env, plans, EventRecorder(EventStore(engine), producer, self.topic))
+                return
+            binary = find_binary("temporal-test-server")
             async with await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=str(binary)
-            ) as env:
-                recorder = EventRecorder(store, producer, self.topic)
-                task_queue = f"duban-simulate-{self.run_id}"
-                async with build_worker(env.client, task_queue, recorder, max_cached=len(plans) + 100):
-                    with env.auto_time_skipping_disabled():
-                        await self._drive(env, env.client, task_queue, plans)
+            ) as own:
+                await self._replay_on(own, plans, EventRecorder(EventStore(engine), producer, self.topic))
         finally:
             await producer.stop()
+
+    async def _replay_on(
+        self, env: WorkflowEnvironment, plans: list[CasePlan], recorder: EventRecorder
+    ) -> None:
+        task_queue = f"duban-simulate-{self.run_id}"
+        async with build_worker(env.client, task_queue, recorder, max_cached=len(plans) + 100):
+            with env.auto_time_skipping_disabled():
+                await self._drive(env, env.client, task_queue, plans)
 
     async def _drive(
         self, env: WorkflowEnvironment, client: Client, queue: str, plans: list[CasePlan]
@@ -173,16 +199,17 @@ class Replay:
         first = min(p.case.reported_at for p in plans)
         origin = first.replace(hour=0, minute=0, second=0, microsecond=0)
         offset = (await env.get_current_time() - origin).total_seconds()
+        size = timedelta(days=self.options.bucket_days)
         days: dict[datetime, list[tuple[CasePlan, bool]]] = defaultdict(list)
         for plan in plans:
-            days[_day(plan.case.reported_at, origin)].append((plan, True))
+            days[_bucket(plan.case.reported_at, origin, size)].append((plan, True))
             if plan.later_at is not None:
-                days[_day(plan.later_at, origin)].append((plan, False))
+                days[_bucket(plan.later_at, origin, size)].append((plan, False))
         last = max(
             [p.later_at or p.case.reported_at for p in plans] + [p.case.deadline or first for p in plans]
         )
         semaphore = asyncio.Semaphore(self.options.concurrency)
-        tolerance = DAY.total_seconds() + 1
+        tolerance = size.total_seconds() + 1
         bar = tqdm(total=sum(len(v) for v in days.values()), unit="step", disable=not self.options.progress)
         now = origin
 
@@ -196,7 +223,7 @@ class Replay:
                         id=workflow_id,
                         task_queue=queue,
                     )
-                if not start or (plan.later_at is not None and _day(plan.later_at, origin) == day):
+                if not start or (plan.later_at is not None and _bucket(plan.later_at, origin, size) == day):
                     handle = client.get_workflow_handle(workflow_id)
                     for cmd in plan.later:
                         await handle.signal(SupervisionItemWorkflow.submit_command, cmd)

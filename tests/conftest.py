@@ -8,6 +8,9 @@ exited before the environment shuts down (ENGINEERING.md, Temporal).
 from __future__ import annotations
 
 import gc
+import os
+import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,12 +19,15 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import create_engine, text
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.event_recording import EventRecorder
 from duban.binaries import find_binary
 from duban.db import make_engine
+from duban.stack import wait_for_port
+from duban.worker import workflow_runner
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
 
@@ -93,8 +99,59 @@ def item_worker(workflow_env: WorkflowEnvironment, event_store: EventStore) -> I
             task_queue=queue,
             workflows=[SupervisionItemWorkflow],
             activities=[recorder.record_events],
+            workflow_runner=workflow_runner(),
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
             yield queue
 
     return run
+
+
+PG_ADMIN_URL = os.environ.get("DUBAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""PostgreSQL database the tests create their throwaway databases from (trust auth on this machine)."""
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for the session, dropped at the end."""
+    name = f"duban_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Tansu broker (memory storage) on a free port for the test session; stopped at the end."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    args = [
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
+    proc = subprocess.Popen([str(find_binary("tansu")), *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -1,0 +1,98 @@
+"""Benchmark: the main job's items per second against a trivial workflow, same server, same run.
+
+Baseline: a trivial workflow that starts, waits for one signal and completes, run for the same
+number of items on the same time-skipping test server, with the same worker settings and client
+concurrency. The main job replays the first N Boston cases (all of its stages: start, timers,
+event recording to SQLite and Kafka, projection). Prints both rates and their ratio; the machine
+is shared and noisy, so only the ratio within one run means anything.
+
+Usage: python bench/bench_simulate.py [--items 1000] [--data ../shared/data/boston311_2022_sample.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from duban.binaries import find_binary
+from duban.config import load_settings
+from duban.simulate import Replay, SimulationOptions, ensure_kafka
+from duban.worker import workflow_runner
+
+
+@workflow.defn
+class TrivialWorkflow:
+    """Start, wait for one signal, complete."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self._done)
+
+    @workflow.signal
+    def finish(self) -> None:
+        self._done = True
+
+
+async def trivial_rate(client: Client, items: int, concurrency: int) -> float:
+    """Items per second of start → signal → complete for ``items`` trivial workflows."""
+    queue = "bench-trivial"
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            handle = await client.start_workflow(TrivialWorkflow.run, id=f"trivial-{i}", task_queue=queue)
+            await handle.signal(TrivialWorkflow.finish)
+            await handle.result()
+
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[TrivialWorkflow],
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=items + 100,
+    ):
+        started = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(items)))
+        return items / (time.monotonic() - started)
+
+
+async def main(items: int, data: Path) -> None:
+    settings = load_settings()
+    await ensure_kafka(settings)
+    binary = find_binary("temporal-test-server")
+    async with await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(binary)) as env:
+        baseline = await trivial_rate(env.client, items, concurrency=64)
+        with tempfile.TemporaryDirectory() as tmp:
+            options = SimulationOptions(
+                "boston311", data, limit=items, progress=False, database_url=f"sqlite:///{tmp}/bench.db"
+            )
+            started = time.monotonic()
+            summary = await Replay(replace(settings, data_dir=Path(tmp)), options).run(env)
+            main_rate = summary.items / (time.monotonic() - started)
+        gc.collect()
+    print(f"items                      {items}")
+    print(f"events recorded            {summary.events}")
+    print(f"trivial workflow (items/s) {baseline:10.1f}")
+    print(f"main job (items/s)         {main_rate:10.1f}")
+    print(f"ratio main/trivial         {main_rate / baseline:10.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/boston311_2022_sample.csv"))
+    args = parser.parse_args()
+    asyncio.run(main(args.items, args.data))

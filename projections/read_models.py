@@ -1,0 +1,176 @@
+"""SQL read models of supervision items, built from events by ``projections.projector``.
+
+Tables (own ``metadata``; SQLite and PostgreSQL):
+
+- ``item_view``: one row per item, its latest known state.
+- ``unit_day_counters``: pre-aggregated counters per (level, unit_key, day). ``level`` is one of
+  ``LEVELS``; ``unit_key`` the department or area name; ``day`` the LOCAL date, in the item's IANA
+  zone, of the event's ``occurred_at``. Rankings sum these rows over a range of days.
+- ``applied_events``: every event id applied, with where it came from (idempotency).
+- ``projection_positions``: per (projection, topic, partition) the next Kafka offset to read, written
+  in the same transaction as the rows it covers.
+- ``dead_letters``: messages that could not be applied, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+from duban.db import UTCDateTime
+
+LEVELS = ("department", "town", "community", "grid")
+"""Levels of ``unit_day_counters``: a functional department, or an area of the three-level linkage."""
+
+COUNTER_COLUMNS = (
+    "registered",
+    "closed",
+    "closed_with_deadline",
+    "closed_on_time",
+    "closed_overdue",
+    "closed_no_deadline",
+    "cancelled",
+    "warned",
+    "breached",
+    "escalated",
+)
+"""Integer counter columns of ``unit_day_counters`` (events counted on their local day)."""
+
+PROJECTION_NAME = "item"
+"""Name of the item projection in ``projection_positions``."""
+
+_BIGINT = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+item_view = Table(
+    "item_view",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("category", String(256), nullable=False),
+    Column("department", String(256), nullable=False),
+    Column("unit", String(256), nullable=False),
+    Column("town", String(256), nullable=False),
+    Column("community", String(256), nullable=False),
+    Column("grid", String(256), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("resolution_deadline", UTCDateTime(), nullable=True),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("on_time", Boolean(), nullable=True),
+    Column("overdue", Boolean(), nullable=False),
+    Column("escalation_level", Integer, nullable=False),
+    Column("warned", Boolean(), nullable=False),
+    Column("last_sequence", Integer, nullable=False),
+    Column("last_event_at", UTCDateTime(), nullable=False),
+)
+
+unit_day_counters = Table(
+    "unit_day_counters",
+    metadata,
+    Column("level", String(16), primary_key=True),
+    Column("unit_key", String(256), primary_key=True),
+    Column("day", Date, primary_key=True),
+    *(Column(name, Integer, nullable=False, default=0) for name in COUNTER_COLUMNS),
+)
+
+applied_events = Table(
+    "applied_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("topic", String(256), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", _BIGINT, nullable=False),
+)
+
+projection_positions = Table(
+    "projection_positions",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("topic", String(256), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", _BIGINT, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("source", String(512), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=True),
+    Column("item_id", String(128), nullable=True),
+    Column("raw", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+"""``source`` is ``"<topic>/<partition>/<offset>"`` for a Kafka message or ``"store/<n>"`` for the n-th
+event (0-based) of an event-store replay; it is unique, so a redelivered bad message is kept once."""
+
+READ_MODEL_TABLES = ("item_view", "unit_day_counters")
+"""The tables whose checksum must agree between a live projection and a rebuild from the store."""
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the projection tables if missing (idempotent)."""
+    metadata.create_all(engine)
+
+
+def drop_tables(engine: Engine) -> None:
+    """Drop the projection tables if present (the event store is not touched)."""
+    metadata.drop_all(engine)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return value  # None, bool, int, str
+
+
+def table_checksum(engine: Engine, table_names: Iterable[str]) -> str:
+    """SHA-256 hex digest of the named read-model tables' rows, sorted by primary key.
+
+    Values are canonicalised (datetimes as UTC ISO strings, dates ISO, bytes hex) and rows are sorted
+    in Python, not by the database's collation, so equal contents give equal digests on SQLite and
+    PostgreSQL.
+
+    Raises:
+        KeyError: a name is not a table of ``projections.read_models``.
+    """
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for name in table_names:
+            table = metadata.tables[name]
+            columns = [c.name for c in table.c]
+            pk = [columns.index(c.name) for c in table.primary_key.columns]
+            rows = [[_canonical(v) for v in row] for row in conn.execute(select(table))]
+            rows.sort(key=lambda row: json.dumps([row[i] for i in pk]))
+            digest.update(json.dumps({"table": name, "columns": columns, "rows": rows}).encode())
+    return digest.hexdigest()

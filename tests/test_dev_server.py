@@ -1,0 +1,87 @@
+"""The item workflow on the real dev server (the one ``duban stack up`` runs), in real time: the
+search attributes operators use in the Temporal UI find a breached, escalated item."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from activities.event_recording import EventRecorder
+from duban.worker import build_worker
+from events.store import EventStore
+from workflows import search_attributes as sa
+from workflows.item_model import CommandKind, ItemCommand, Registration
+from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def dev_env(temporal_cli_path: Path) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli_path), search_attributes=sa.ALL_KEYS
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+        gc.collect()
+
+
+async def _visible(env: WorkflowEnvironment, query: str, workflow_id: str) -> bool:
+    """Poll visibility (eventually consistent) for up to 10 s."""
+    for _ in range(50):
+        if workflow_id in [w.id async for w in env.client.list_workflows(query)]:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def test_breached_item_found_by_search_attributes(
+    dev_env: WorkflowEnvironment, event_store: EventStore
+) -> None:
+    now = datetime.now(UTC)
+    item = f"dev-{now.timestamp():.0f}"
+    reg = Registration(
+        item_id=item,
+        category="Illegal dumping",
+        reported_at=now,
+        department="Urban management",
+        unit="Squad 3",
+        town="Sibaoshan",
+        community="C1",
+        resolution_deadline=now + timedelta(seconds=3),
+        deadline_origin="rule",
+    )
+    dispatch = ItemCommand(f"{item}:dispatch", CommandKind.DISPATCH, "dispatcher:test", now)
+    async with build_worker(dev_env.client, "dev-test", EventRecorder(event_store, None, "t"), max_cached=10):
+        handle = await dev_env.client.start_workflow(
+            SupervisionItemWorkflow.run,
+            ItemWorkflowInput(reg, [dispatch]),
+            id=f"item-{item}",
+            task_queue="dev-test",
+        )
+        base = (
+            f"WorkflowId = 'item-{item}' AND DubanDepartment = 'Urban management' AND DubanTown = 'Sibaoshan'"
+        )
+        assert await _visible(
+            dev_env, f"{base} AND DubanStage = 'dispatched' AND DubanOverdue = false", handle.id
+        )
+        assert await _visible(
+            dev_env, f"{base} AND DubanEscalationLevel = 1 AND DubanOverdue = true", handle.id
+        )
+        state = await handle.query(SupervisionItemWorkflow.state)
+        assert state is not None and state.escalation_level == 1
+        await handle.terminate("test over")
+    types = [e.event_type for e in event_store.read(item)]
+    assert types == [
+        "ItemRegistered",
+        "ItemDispatched",
+        "DeadlineWarned",
+        "DeadlineBreached",
+        "ItemEscalated",
+    ]
