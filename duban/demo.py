@@ -22,7 +22,8 @@ from duban.db import make_engine
 from duban.errors import ConfigurationError
 from duban.importers.profiles import load_cases
 from duban.kafka import make_producer
-from duban.stack import ensure_topics, stack_up
+from duban.probes import ensure_topics
+from duban.stack import stack_up
 from duban.worker import build_worker
 from events.store import EventStore
 from workflows.item_model import CommandKind, ItemCommand, Registration

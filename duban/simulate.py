@@ -34,8 +34,9 @@ from duban.db import make_engine
 from duban.importers.base import ImportResult
 from duban.importers.profiles import load_cases
 from duban.kafka import make_producer
+from duban.probes import ensure_topics, host_port, port_answers
 from duban.replay_plan import CasePlan, plan_case
-from duban.stack import ensure_topics, host_port, port_answers, stack_up
+from duban.stack import stack_up
 from duban.worker import build_worker
 from events.store import EventStore
 from events.store import metadata as store_metadata

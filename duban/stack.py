@@ -12,7 +12,6 @@ import asyncio
 import gc
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Coroutine
@@ -25,8 +24,15 @@ from duban import config
 from duban.binaries import find_binary
 from duban.config import Settings
 from duban.errors import StackError
+from duban.probes import (
+    HOST,
+    ensure_topics,
+    host_port,
+    port_answers,
+    port_free,
+    temporal_ready,
+)
 
-HOST = "127.0.0.1"
 TEMPORAL_READY_TIMEOUT_S = 60.0
 KAFKA_READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -147,47 +153,6 @@ def _read_pid(settings: Settings, spec: _Spec) -> int | None:
     return None
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def port_answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
-    """True if a TCP connection to ``host:port`` succeeds within ``timeout_s`` seconds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    """Block until a TCP connection to ``host:port`` succeeds.
-
-    Args:
-        timeout_s: how long to keep trying, in seconds.
-
-    Raises:
-        StackError: nothing accepted a connection within ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not port_answers(host, port):
-        if time.monotonic() >= deadline:
-            raise StackError(f"nothing answers on {host}:{port} after {timeout_s:.0f} s")
-        time.sleep(0.1)
-
-
-def host_port(address: str) -> tuple[str, int]:
-    """``(host, port)`` of the first address in ``"host:port[,host:port…]"``."""
-    host, _, port = address.split(",")[0].strip().rpartition(":")
-    return host.strip("[]") or HOST, int(port)
-
-
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -213,51 +178,6 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, _then_collect(coro)).result()
 
 
-async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
-    """Create duban's topics (events and dead letters) if missing; idempotent.
-
-    Args:
-        settings: topic names and partition count come from here.
-        bootstrap: bootstrap servers to use instead of ``settings.kafka_target``.
-
-    Returns:
-        The names of the topics this call created (empty if all existed).
-
-    Raises:
-        StackError: the broker cannot be reached or refuses to create a topic.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
-
-    target = bootstrap or settings.kafka_target
-    admin = AIOKafkaAdminClient(bootstrap_servers=target, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [t for t in (settings.events_topic, settings.dead_letter_topic) if t not in existing]
-        if not wanted:
-            return []
-        news = [NewTopic(t, settings.topic_partitions, 1) for t in wanted]
-        response = await admin.create_topics(news)
-        for err in response.to_object().get("topic_errors", []):
-            if err["error_code"] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise StackError(f"kafka {target}: cannot create topic {err['topic']}: {err}")
-        return wanted
-    except KafkaError as exc:
-        raise StackError(f"kafka {target}: {exc!r}") from exc
-    finally:
-        await admin.close()
-
-
-async def _temporal_ready(address: str, namespace: str) -> None:
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client
-
-    client = await Client.connect(address, namespace=namespace)
-    await client.service_client.check_health()
-    await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
-
-
 async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -> None:
     timeout = TEMPORAL_READY_TIMEOUT_S if spec.name == "temporal" else KAFKA_READY_TIMEOUT_S
     deadline = time.monotonic() + timeout
@@ -268,7 +188,7 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
             raise StackError(f"{spec.name} exited during start-up; tail of {log}:\n{_tail(log)}")
         try:
             probe = (
-                _temporal_ready(address, settings.temporal_namespace)
+                temporal_ready(address, settings.temporal_namespace)
                 if spec.name == "temporal"
                 else ensure_topics(settings, address)  # the broker answers and has duban's topics
             )
@@ -283,20 +203,13 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
     )
 
 
-def _db_url(settings: Settings) -> Any:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database)
-    if url.drivername in ("postgresql", "postgres"):  # psycopg2 is not a dependency; psycopg 3 is
-        url = url.set(drivername="postgresql+psycopg")
-    return url
-
-
 def _check_database(settings: Settings, strict: bool = True) -> ServiceStatus:
     """Report the database; SQLite: make sure its folder exists. Raises StackError if unreachable."""
     from sqlalchemy import create_engine, text
 
-    url = _db_url(settings)
+    from duban.db import make_engine
+
+    url = make_engine(settings.database).url
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite":
         path = Path(url.database) if url.database and url.database != ":memory:" else None
@@ -410,7 +323,7 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
     to_start = [s for s in specs if s.name not in running]
     for spec in to_start:
         for port in (spec.port, *spec.extra_ports):
-            if not _port_free(port):
+            if not port_free(port):
                 raise StackError(
                     f"port {port} needed by the embedded {spec.name} is already in use by "
                     f"another process; stop it, or set {spec.env_var} to use an external "

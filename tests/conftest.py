@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 from activities.event_recording import EventRecorder
 from duban.binaries import find_binary
 from duban.db import make_engine
-from duban.stack import wait_for_port
+from duban.probes import wait_for_port
 from duban.worker import workflow_runner
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, func, insert, select
 from duban.config import Settings
 from duban.db import make_engine
 from duban.errors import StackError
-from duban.stack import ensure_topics
+from duban.probes import ensure_topics
 from events.codec import encode_event, event_to_dict
 from events.envelope import EventEnvelope
 from events.store import EventStore

@@ -18,7 +18,8 @@ from temporalio.client import Client
 from duban.binaries import find_binary
 from duban.config import Settings
 from duban.errors import StackError
-from duban.stack import EmbeddedPorts, StackStatus, stack_down, stack_status, stack_up, wait_for_port
+from duban.probes import wait_for_port
+from duban.stack import EmbeddedPorts, StackStatus, stack_down, stack_status, stack_up
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
