@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 
 from duban.binaries import find_binary
 from duban.config import load_settings
-from duban.simulate import Replay, SimulationOptions, ensure_kafka
+from duban.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
 from duban.worker import workflow_runner
 
 
@@ -73,8 +73,11 @@ async def main(items: int, data: Path) -> None:
     settings = load_settings()
     await ensure_kafka(settings)
     binary = find_binary("temporal-test-server")
-    async with await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(binary)) as env:
-        baseline = await trivial_rate(env.client, items, concurrency=64)
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary), runtime=quiet_runtime()
+    ) as env:
+        with env.auto_time_skipping_disabled():  # as in the main job
+            baseline = await trivial_rate(env.client, items, concurrency=64)
         with tempfile.TemporaryDirectory() as tmp:
             options = SimulationOptions(
                 "boston311", data, limit=items, progress=False, database_url=f"sqlite:///{tmp}/bench.db"

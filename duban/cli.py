@@ -113,7 +113,10 @@ def simulate(
     typer.echo(f"  rejected rows  {summary.rejected_rows}")
     typer.echo(f"  dead letters   {summary.dead_letters}")
     matched, checked = summary.labels_matched, summary.labels_checked
-    typer.echo(f"  city labels    {matched} of {checked} on-time outcomes equal the city's")
+    if checked:
+        typer.echo(f"  city labels    {matched} of {checked} on-time outcomes equal the city's")
+    else:
+        typer.echo("  city labels    none in this export (nothing to check)")
     for row in summary.blank_label_rows:
         typer.echo(f"  blank label    {row} has a deadline but no city label (not checked)")
     for row in summary.label_mismatches:
