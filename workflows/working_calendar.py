@@ -1,0 +1,252 @@
+"""A working-time calendar as data, and pure deadline arithmetic on it.
+
+DOMAIN.md "Time limits and escalation": limits are counted in working hours, working days or calendar
+days "on a holiday calendar that is data" (anchors: litter 4 working hours, road cleaning 2 working
+hours, greenery 5 working days, illegal building 4 h / 7 d / 20 d).
+
+Everything here is deterministic: no clock reads and no I/O beyond ``zoneinfo`` reading the IANA
+database (allowed in the Temporal workflow sandbox), so a :class:`WorkingCalendar` may be built outside
+a workflow (``china_calendar``/``us_calendar`` use the ``holidays`` library, imported lazily) and passed
+in as data. Instants in: aware datetimes in any zone (naive ones are refused). Instants out: aware UTC.
+Hours are ``Decimal`` (or ``int``), turned into whole seconds with ``ROUND_HALF_UP``; seconds are ``int``.
+Working time is elapsed time inside the work periods of working days, read in the calendar's zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from duban.errors import ValidationError
+
+Period = tuple[time, time]
+
+CHINA_WORK_PERIODS: tuple[Period, ...] = ((time(9), time(12)), (time(13, 30), time(17, 30)))
+US_WORK_PERIODS: tuple[Period, ...] = ((time(8), time(16)),)
+
+
+def _utc(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, "must be an aware datetime; naive datetimes are refused")
+    return value.astimezone(UTC)
+
+
+def hours_to_seconds(hours: Decimal | int) -> int:
+    """Whole seconds in ``hours`` (``Decimal`` or ``int``, >= 0): ``hours × 3600`` rounded ROUND_HALF_UP.
+
+    Floats are refused (binary fractions of an hour are not exact); field ``"hours"``.
+    """
+    if isinstance(hours, bool) or not isinstance(hours, int | Decimal):
+        raise ValidationError("hours", "must be a Decimal or an int (not a float)")
+    value = Decimal(hours)
+    if not value.is_finite() or value < 0:
+        raise ValidationError("hours", "must be a finite number >= 0")
+    return int((value * 3600).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """Working days and hours of one organisation, as data.
+
+    Attributes:
+        zone: IANA zone name in which dates and work periods are read, e.g. ``"Asia/Shanghai"``.
+        work_periods: local (naive) ``(start, end)`` times of each working day, sorted, non-empty,
+            ``start < end``, non-overlapping (touching is allowed); a period cannot cross midnight.
+        weekend: ``date.weekday()`` numbers of the weekly rest days (Monday = 0); not all seven.
+        holidays: local dates that are days off.
+        makeup_workdays: local dates worked although they fall on a weekend (China's 调休); they win
+            over ``weekend`` and ``holidays``.
+
+    A period spanning a daylight-saving change counts its real elapsed seconds; periods in daytime
+    hours (the usual case) always count their exact local length.
+    """
+
+    zone: str
+    work_periods: tuple[Period, ...]
+    weekend: frozenset[int] = frozenset({5, 6})
+    holidays: frozenset[date] = frozenset()
+    makeup_workdays: frozenset[date] = frozenset()
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.zone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise ValidationError("zone", f"unknown IANA zone {self.zone!r}") from exc
+        periods = tuple(tuple(p) for p in self.work_periods)
+        if not periods:
+            raise ValidationError("work_periods", "at least one work period is needed")
+        previous_end: time | None = None
+        for period in periods:
+            if len(period) != 2 or not all(isinstance(t, time) and t.tzinfo is None for t in period):
+                raise ValidationError("work_periods", f"{period!r} is not a pair of naive times")
+            if not period[0] < period[1]:
+                raise ValidationError("work_periods", f"{period!r} does not start before it ends")
+            if previous_end is not None and period[0] < previous_end:
+                raise ValidationError("work_periods", f"{period!r} overlaps or precedes the one before")
+            previous_end = period[1]
+        weekend = frozenset(self.weekend)
+        if not weekend <= set(range(7)) or len(weekend) == 7:
+            raise ValidationError("weekend", "must be weekday numbers 0..6, not all seven")
+        object.__setattr__(self, "work_periods", periods)
+        object.__setattr__(self, "weekend", weekend)
+        object.__setattr__(self, "holidays", frozenset(self.holidays))
+        object.__setattr__(self, "makeup_workdays", frozenset(self.makeup_workdays))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The calendar's zone (``ZoneInfo`` caches instances by name)."""
+        return ZoneInfo(self.zone)
+
+    def is_working_day(self, d: date) -> bool:
+        """Local date ``d`` is worked: make-up day → True; else holiday → False; else weekend → False."""
+        if d in self.makeup_workdays:
+            return True
+        return d not in self.holidays and d.weekday() not in self.weekend
+
+    def _close_of_business(self, d: date) -> datetime:
+        return datetime.combine(d, self.work_periods[-1][1], self.tz).astimezone(UTC)
+
+    def _periods_from(self, cursor: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Endless UTC ``(begin, end)`` working intervals at or after ``cursor`` (UTC), in order."""
+        tz, d = self.tz, cursor.astimezone(self.tz).date()
+        while True:
+            if self.is_working_day(d):
+                for start, end in self.work_periods:
+                    begin = datetime.combine(d, start, tz).astimezone(UTC)
+                    finish = datetime.combine(d, end, tz).astimezone(UTC)
+                    if finish > cursor:
+                        yield max(begin, cursor), finish
+            d += timedelta(days=1)
+
+    def add_working_hours(self, start: datetime, hours: Decimal | int) -> datetime:
+        """The instant (aware UTC) at which ``hours`` working hours after ``start`` are used up.
+
+        Counting starts at ``start`` if it is inside a work period, else at the next period's start.
+        The result is the instant the last working second is used, so a deadline that fills a period
+        exactly is that period's end (not the next period's start). ``hours`` = 0 returns ``start``.
+        Example (DOMAIN.md anchor, litter: 4 working hours) with 09–12/13:30–17:30: Friday 16:00 →
+        1.5 h to 17:30, then Monday 09:00 + 2.5 h → Monday 11:30.
+
+        Raises:
+            ValidationError: ``"start"`` naive; ``"hours"`` negative, non-finite or a float.
+        """
+        cursor = _utc(start, "start")
+        remaining = timedelta(seconds=hours_to_seconds(hours))
+        if not remaining:
+            return cursor
+        for begin, end in self._periods_from(cursor):
+            if remaining <= end - begin:
+                return begin + remaining
+            remaining -= end - begin
+        raise AssertionError("unreachable: _periods_from never ends")
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """Close of business (end of the last work period, aware UTC) of the ``days``-th working day
+        after the local date of ``start`` (DOMAIN.md anchor, greenery: 5 working days).
+
+        The start's own day never counts, whatever the time: the first working day strictly after it
+        is day 1 (so a start on a Saturday counts from Monday = day 1, like a start on Friday).
+        ``days`` = 0 means the close of the current working day, or of the next one if the start is
+        on a non-working day or after the close.
+
+        Raises:
+            ValidationError: ``"start"`` naive; ``"days"`` negative or not an int.
+        """
+        cursor = _utc(start, "start")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValidationError("days", "must be an int >= 0")
+        d = cursor.astimezone(self.tz).date()
+        if days == 0:
+            while not self.is_working_day(d) or self._close_of_business(d) < cursor:
+                d += timedelta(days=1)
+            return self._close_of_business(d)
+        counted = 0
+        while counted < days:
+            d += timedelta(days=1)
+            counted += self.is_working_day(d)
+        return self._close_of_business(d)
+
+    def add_calendar_days(self, start: datetime, days: int) -> datetime:
+        """The same local wall time ``days`` calendar days later in the calendar's zone, as aware UTC.
+
+        DST-safe: across a change the UTC gap is 24 h ± 1 h per day boundary crossed. A wall time
+        that is ambiguous on the target day reads as its first occurrence; one that does not exist
+        (spring-forward gap) is moved forward by the gap (``zoneinfo``'s ``fold=0`` rule).
+
+        Raises:
+            ValidationError: ``"start"`` naive; ``"days"`` negative or not an int.
+        """
+        local = _utc(start, "start").astimezone(self.tz)
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValidationError("days", "must be an int >= 0")
+        wall = local.replace(tzinfo=None, fold=0) + timedelta(days=days)
+        return wall.replace(tzinfo=self.tz).astimezone(UTC)
+
+    def working_seconds_between(self, a: datetime, b: datetime) -> int:
+        """Whole working seconds (floored) in ``[a, b)``; 0 if ``b <= a``.
+
+        Used for suspensions: the working time left on a limit is kept and re-added on resumption;
+        ``working_seconds_between(s, add_working_hours(s, h)) == hours_to_seconds(h)``.
+
+        Raises:
+            ValidationError: ``"a"`` or ``"b"`` naive.
+        """
+        lo, hi = _utc(a, "a"), _utc(b, "b")
+        total = timedelta(0)
+        if hi <= lo:
+            return 0
+        for begin, end in self._periods_from(lo):
+            if begin >= hi:
+                break
+            total += min(end, hi) - begin
+        return total // timedelta(seconds=1)
+
+
+def _years(years: Iterable[int]) -> list[int]:
+    wanted = sorted(set(years))
+    if not wanted:
+        raise ValidationError("years", "at least one year is needed")
+    return wanted
+
+
+def china_calendar(
+    years: Iterable[int], zone: str = "Asia/Shanghai", work_periods: tuple[Period, ...] = CHINA_WORK_PERIODS
+) -> WorkingCalendar:
+    """Mainland China's calendar for ``years``: holidays (incl. observed/bridge days off) from
+    ``holidays.China``, and make-up working days (调休) from its public ``weekend_workdays`` set.
+
+    ``holidays`` fills ``weekend_workdays`` from ``ChinaStaticHolidays.special_public_holidays``
+    (``(to_month, to_day, from_month, from_day)`` rows from the State Council notices) when it builds
+    the substituted "Day off (substituted from …)" entries; its own ``is_working_day`` reads the same
+    set. The set also holds cross-year rows of other years, so only dates in ``years`` are kept.
+    Dates outside ``years`` get no holidays: build the calendar for every year a deadline may reach.
+    """
+    import holidays  # lazy: workflows that only receive a calendar never import the library
+
+    wanted = _years(years)
+    cn = holidays.China(years=wanted)
+    makeup = frozenset(d for d in cn.weekend_workdays if d.year in wanted)
+    return WorkingCalendar(
+        zone=zone, work_periods=work_periods, holidays=frozenset(cn.keys()), makeup_workdays=makeup
+    )
+
+
+def us_calendar(
+    years: Iterable[int],
+    subdiv: str = "MA",
+    zone: str = "America/New_York",
+    work_periods: tuple[Period, ...] = US_WORK_PERIODS,
+) -> WorkingCalendar:
+    """A US state's calendar for ``years``: federal + ``subdiv`` public holidays, with the observed
+    days, from ``holidays.US(subdiv=...)``; no make-up working days."""
+    import holidays  # lazy, see china_calendar
+
+    wanted = _years(years)
+    try:
+        us = holidays.US(subdiv=subdiv, years=wanted)
+    except NotImplementedError as exc:
+        raise ValidationError("subdiv", f"unknown US subdivision {subdiv!r}") from exc
+    return WorkingCalendar(zone=zone, work_periods=work_periods, holidays=frozenset(us.keys()))
