@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -55,6 +57,33 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn expected failures into ``error: …`` on stderr and exit status 2 (no traceback).
+
+    Expected: duban's own errors, file-system errors (missing file, a folder given for a file),
+    database errors (unreachable server, not a database) and a Temporal server that does not answer.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (DubanError, OSError) as exc:
+        raise _fail(exc) from None
+    except SQLAlchemyError as exc:
+        raise _fail(Exception(f"database: {str(exc).splitlines()[0]}")) from None
+    except RuntimeError as exc:
+        if not str(exc).startswith("Failed client connect"):
+            raise
+        raise _fail(Exception(f"temporal: {str(exc).splitlines()[0]}")) from None
+
+
+def _writable_file(path: Path | None, option: str) -> None:
+    """Fail early (before a long run) if ``path`` cannot be written: its folder must exist."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise ConfigurationError(f"{option}: cannot write {path} (not a file in an existing folder)")
+
+
 def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine; collect garbage before the loop closes (temporalio teardown, sdk-python#300)."""
 
@@ -69,7 +98,8 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
 
 @app.callback()
 def main(log_level: Annotated[str, typer.Option(help="Log level (stderr).")] = "WARNING") -> None:
-    configure_logging(log_level)
+    with _errors():
+        configure_logging(log_level)
 
 
 @app.command()
@@ -81,28 +111,38 @@ def simulate(
     limit: Annotated[int | None, typer.Option(help="Replay only the first N valid cases.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="Database for this run (default: a fresh SQLite file).")
+        str | None, typer.Option(help="Database for this run (default: <data dir>/simulate-<profile>.db).")
     ] = None,
+    replace_database: Annotated[
+        bool,
+        typer.Option("--replace", help="Allow --database-url to name a database that holds duban tables."),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     bucket_days: Annotated[
         float, typer.Option(help="Days of business time delivered per clock step.")
     ] = 30.0,
 ) -> None:
     """Replay real cases through the item workflow in simulated time, then print the rankings."""
+    from duban.db import make_engine
     from duban.simulate import Replay, SimulationOptions
     from projections.rankings import format_table, rank_units
 
-    settings = load_settings()
-    options = SimulationOptions(
-        profile=profile, path=path, limit=limit, database_url=database_url, progress=progress
-    )
-    try:
-        replay = Replay(settings, options)
-        summary = _run(replay.run())
-    except (DubanError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
-    from duban.db import make_engine
-
+    with _errors():
+        if limit is not None and limit < 1:
+            raise ConfigurationError("limit: must be at least 1")
+        if not math.isfinite(bucket_days) or bucket_days <= 0:
+            raise ConfigurationError("bucket_days: must be a positive number of days")
+        _writable_file(summary_json, "summary_json")
+        options = SimulationOptions(
+            profile=profile,
+            path=path,
+            limit=limit,
+            database_url=database_url,
+            progress=progress,
+            bucket_days=bucket_days,
+            replace=replace_database,
+        )
+        summary = _run(Replay(load_settings(), options).run())
     engine = make_engine(summary.database_url)
     for level in ("department", "town"):
         typer.echo(f"\nRanking by {level}, all periods (on-time closure rate):")
@@ -147,16 +187,16 @@ def rank(
     from duban.periods import parse_period
     from projections.rankings import format_table, rank_units, to_csv, to_json
 
-    try:
+    with _errors():
         start, end = parse_period(period) if period else (None, None)
+        _writable_file(output, "output")
         engine = _read_models(database_url or load_settings().database)
         rows = rank_units(engine, by.value, start, end, no_deadline=no_deadline.value)
-    except DubanError as exc:
-        raise _fail(exc) from None
     render = {Format.table: format_table, Format.csv: to_csv, Format.json: to_json}[output_format]
     text = render(rows)
     if output:
-        output.write_text(text if text.endswith("\n") else text + "\n")
+        with _errors():
+            output.write_text(text if text.endswith("\n") else text + "\n")
     else:
         typer.echo(
             f"Period: {period or 'all'}" if output_format == Format.table else "",
@@ -189,10 +229,8 @@ def import_report(
     """Read an export with a profile and list the rows it rejects (row number, column, reason)."""
     from duban.importers.profiles import load_cases
 
-    try:
+    with _errors():
         result = load_cases(profile, path)
-    except (DubanError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
     typer.echo(f"{result.rows_read} rows read, {len(result.cases)} items, {len(result.rejected)} rejected")
     for row in result.rejected:
         typer.echo(f"  row {row.row_number}: {row.field}: {row.reason}")
@@ -203,10 +241,8 @@ def worker() -> None:
     """Run a Temporal worker for supervision items (records events to the store and Kafka)."""
     from duban.worker import run_worker
 
-    try:
+    with _errors():
         _run(run_worker(load_settings()))
-    except DubanError as exc:
-        raise _fail(exc) from None
 
 
 @app.command()
@@ -214,10 +250,8 @@ def project() -> None:
     """Run the projection: consume the events topic into the read models until stopped."""
     from duban.projector_service import run_projector
 
-    try:
+    with _errors():
         _run(run_projector(load_settings()))
-    except DubanError as exc:
-        raise _fail(exc) from None
 
 
 @app.command()
@@ -228,7 +262,5 @@ def demo(
     """Run a small live sample on the dev server in real time, then leave the stack running."""
     from duban.demo import run_demo
 
-    try:
+    with _errors():
         _run(run_demo(load_settings(), items=items, window_minutes=minutes))
-    except DubanError as exc:
-        raise _fail(exc) from None

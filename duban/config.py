@@ -1,7 +1,8 @@
 """Configuration: environment variables, then an optional TOML file, then the embedded defaults.
 
 Precedence (highest first): ``DUBAN_*`` environment variables; the TOML file named by
-``DUBAN_CONFIG`` (or ``duban.toml`` in the working directory if present); the defaults below.
+``DUBAN_CONFIG`` (or ``duban.toml`` in the working directory if present), whose keys are the setting
+names below in lower case (``topic_partitions = 3``); the defaults below.
 A service address left unset means "use the embedded stack" (``duban stack up`` starts it); an
 address that is set means "use that service and start nothing".
 
@@ -92,15 +93,43 @@ _BOOL = {
 }
 
 
+def _check_addresses(value: str, source: str) -> str:
+    """Validate ``host:port[,host:port…]`` (port 1–65535); return it unchanged."""
+    for part in value.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"{source}: {part.strip()!r} is not host:port (port 1-65535)")
+    return value
+
+
+def _check_database_url(value: str, source: str) -> str:
+    """Validate a SQLAlchemy URL for SQLite or PostgreSQL; return it unchanged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError:
+        raise ConfigurationError(f"{source}: {value!r} is not a database URL") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"{source}: {backend!r} databases are not supported (use sqlite or postgresql)"
+        )
+    return value
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Turn a raw string/TOML value into the field's type; raise ConfigurationError naming it."""
     if name == "data_dir":
-        return Path(str(raw)).expanduser()
+        path = Path(str(raw)).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ConfigurationError(f"{source}: data_dir {path} exists and is not a directory")
+        return path
     if name == "topic_partitions":
         is_int = type(raw) is int or (isinstance(raw, str) and raw.strip().isdigit())
         value = int(raw) if is_int else 0
         if not is_int:
-            raise ConfigurationError(f"{source}: topic_partitions must be an integer, got {raw!r}")
+            raise ConfigurationError(f"{source}: topic_partitions must be a positive integer, got {raw!r}")
         if value < 1:
             raise ConfigurationError(f"{source}: topic_partitions must be at least 1, got {value}")
         return value
@@ -113,6 +142,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _BOOL[lowered]
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigurationError(f"{source}: {name} must be a non-empty string, got {raw!r}")
+    if name in ("temporal_address", "kafka_bootstrap"):
+        return _check_addresses(raw.strip(), source)
+    if name == "database_url":
+        return _check_database_url(raw.strip(), source)
     return raw.strip()
 
 

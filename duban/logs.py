@@ -8,12 +8,17 @@ import sys
 
 import structlog
 
+from duban.errors import ConfigurationError
+
 
 def configure_logging(level: str | None = None, json: bool | None = None) -> None:
     """Log to stderr at ``level`` (default ``DUBAN_LOG_LEVEL`` or WARNING); JSON if ``DUBAN_LOG_JSON=1``."""
     level_name = (level or os.environ.get("DUBAN_LOG_LEVEL") or "WARNING").upper()
     as_json = json if json is not None else os.environ.get("DUBAN_LOG_JSON") == "1"
-    numeric = logging.getLevelNamesMapping().get(level_name, logging.WARNING)
+    levels = logging.getLevelNamesMapping()
+    if level_name not in levels:
+        raise ConfigurationError(f"log level {level_name!r} is unknown (use DEBUG, INFO, WARNING or ERROR)")
+    numeric = levels[level_name]
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 import temporalio.api.testservice.v1 as test_service
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
@@ -31,6 +31,7 @@ from activities.event_recording import EventRecorder
 from duban.binaries import find_binary
 from duban.config import Settings
 from duban.db import make_engine
+from duban.errors import ConfigurationError
 from duban.importers.base import ImportResult
 from duban.importers.profiles import load_cases
 from duban.kafka import make_producer
@@ -58,6 +59,8 @@ class SimulationOptions:
     (dated with their real times; the workflow orders them against its timers), then skips the clock
     to the next bucket. Larger buckets mean fewer clock steps; outcomes do not depend on the size.
     ``concurrency``: client calls in flight at once.
+    ``replace``: allow ``database_url`` to name a database that already holds duban's tables (they
+    are dropped). The default file is rebuilt on every run and replaced only when the run succeeds.
     """
 
     profile: str
@@ -67,6 +70,7 @@ class SimulationOptions:
     concurrency: int = 64
     progress: bool = True
     bucket_days: float = 30.0
+    replace: bool = False
 
 
 @dataclass
@@ -134,8 +138,11 @@ class Replay:
         self.settings = settings
         self.options = options
         self.run_id = uuid.uuid4().hex[:8]
-        default_db = f"sqlite:///{(settings.data_dir / f'simulate-{options.profile}.db').resolve()}"
-        self.database_url = options.database_url or default_db
+        final = (settings.data_dir / f"simulate-{options.profile}.db").resolve()
+        self.final_path: Path | None = None if options.database_url else final
+        # The default file is built aside and moved into place only when the run succeeds, so a
+        # failed run never destroys the previous results.
+        self.database_url = options.database_url or f"sqlite:///{final}.partial"
         self.topic = f"{settings.events_topic}.simulate.{options.profile}.{self.run_id}"
         self.run_settings = replace(settings, events_topic=self.topic, dead_letter_topic=f"{self.topic}.dlq")
 
@@ -150,13 +157,10 @@ class Replay:
         imported = load_cases(self.options.profile, self.options.path)
         cases = imported.cases[: self.options.limit] if self.options.limit else imported.cases
         plans = [plan_case(c, self.options.profile) for c in cases]
-        engine = make_engine(self.database_url)
-        if self.database_url.startswith("sqlite:///"):
-            Path(self.database_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-            engine = make_engine(self.database_url)
-        reset_database(engine)
+        self._check_database()
         await ensure_kafka(self.settings)
         await ensure_topics(self.run_settings)
+        engine = self._fresh_database()
         consumer = ProjectionConsumer(self.run_settings, engine, group_id=f"duban-simulate-{self.run_id}")
         stop = asyncio.Event()
         consumer_task = asyncio.create_task(consumer.run(stop))
@@ -167,7 +171,48 @@ class Replay:
             stop.set()
             await consumer_task
         wall = time.monotonic() - started
-        return self._summarise(imported, plans, engine, wall)
+        summary = self._summarise(imported, plans, engine, wall)
+        engine.dispose()
+        if self.final_path is not None:
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.final_path}{suffix}").unlink(missing_ok=True)
+            Path(f"{self.final_path}.partial").replace(self.final_path)
+            summary.database_url = f"sqlite:///{self.final_path}"
+        return summary
+
+    def _check_database(self) -> None:
+        """Refuse a database the run must not touch, before anything starts or is written.
+
+        Raises:
+            ConfigurationError: the SQLite file's folder does not exist, or a database named by
+                ``database_url`` already holds duban's tables and ``replace`` is not set.
+        """
+        url = self.database_url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.parent.is_dir():
+                raise ConfigurationError(f"database_url: folder {path.parent} does not exist")
+            if not path.exists():
+                return
+        if self.final_path is not None or self.options.replace:
+            return
+        engine = make_engine(url)
+        try:
+            tables = set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+        if tables & {"event_store", "item_view"}:
+            raise ConfigurationError(
+                f"database_url: {url} already holds duban tables; pass --replace to overwrite them"
+            )
+
+    def _fresh_database(self) -> Engine:
+        """An engine on an empty simulation database (checked by ``_check_database`` first)."""
+        if self.final_path is not None:
+            Path(self.database_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        engine = make_engine(self.database_url)
+        reset_database(engine)
+        return engine
 
     async def _replay(self, plans: list[CasePlan], engine: Engine, env: WorkflowEnvironment | None) -> None:
         producer = make_producer(self.run_settings)
@@ -178,7 +223,7 @@ class Replay:
                 return
             binary = find_binary("temporal-test-server")
             async with await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=str(binary)
+                test_server_existing_path=str(binary), runtime=quiet_runtime()
             ) as own:
                 await self._replay_on(own, plans, EventRecorder(EventStore(engine), producer, self.topic))
         finally:

@@ -121,7 +121,12 @@ def _log_file(settings: Settings, name: str) -> Path:
 def _alive(pid: int, binary: str) -> bool:
     """Whether ``pid`` is a live (not zombie) process whose command line mentions ``binary``."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is not None:
+        if child.poll() is None:
+            # Our own child: judge by the command we launched (right after the fork, /proc may not
+            # show the binary's command line yet).
+            args = child.args
+            return binary in (" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
         _CHILDREN.pop(pid, None)
         return False
     try:

@@ -49,7 +49,9 @@ async def test_boston_subset_overdue_counts_by_department(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'sim.db'}" if database == "sqlite" else request.getfixturevalue("pg_url")
     settings = replace(Settings(), kafka_bootstrap=broker, kafka_idempotent=False, data_dir=tmp_path)
-    options = SimulationOptions("boston311", BOSTON, limit=limit, database_url=url, progress=False)
+    options = SimulationOptions(
+        "boston311", BOSTON, limit=limit, database_url=url, progress=False, replace=True
+    )
 
     summary = await Replay(settings, options).run()
 
