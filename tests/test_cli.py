@@ -35,7 +35,7 @@ from duban.cli import app
 from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
-from projections.projector import ItemProjector, RawMessage
+from projections.projector import ItemProjector, RawMessage, table_checksum
 from workflows import item_rules
 from workflows.item_model import CommandKind, ItemCommand, Registration
 
@@ -425,3 +425,33 @@ def test_rank_help_lists_its_options(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     for option in ("--by", "--period", "--format", "--no-deadline", "--output", "--database-url"):
         assert option in result.stdout, option
+
+
+BOSTON_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "boston311_2022_sample.csv"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--limit", "0"), "limit: must be at least 1"),
+        (("--bucket-days", "nan"), "bucket_days: must be a positive number of days"),
+        (("--summary-json", "/nonexistent-duban/s.json"), "summary_json: cannot write"),
+        (("--database-url", "sqlite:////nonexistent-duban/x.db"), "folder /nonexistent-duban does not exist"),
+    ],
+)
+def test_simulate_refuses_bad_options_before_starting(
+    runner: CliRunner, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke(runner, "simulate", str(BOSTON_SAMPLE), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_simulate_never_overwrites_a_database_it_was_not_told_to_replace(
+    runner: CliRunner, db_url: str
+) -> None:
+    before = table_checksum(make_engine(db_url), ["item_view", "unit_day_counters"])
+    result = invoke(runner, "simulate", str(BOSTON_SAMPLE), "--database-url", db_url)
+    assert result.exit_code == 2
+    assert "already holds duban tables; pass --replace" in result.stderr
+    assert table_checksum(make_engine(db_url), ["item_view", "unit_day_counters"]) == before

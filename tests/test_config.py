@@ -166,3 +166,24 @@ def test_non_integer_topic_partitions_in_file_is_refused(tmp_path: Path, value: 
     path = write(tmp_path, f"topic_partitions = {value}\n")
     with pytest.raises(ConfigurationError, match="topic_partitions"):
         load_settings(env={}, config_file=path)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "reason"),
+    [
+        ("DUBAN_TEMPORAL_ADDRESS", "nohostport", "is not host:port"),
+        ("DUBAN_TEMPORAL_ADDRESS", "host:99999", "is not host:port"),
+        ("DUBAN_KAFKA_BOOTSTRAP", "a:9092,b", "is not host:port"),
+        ("DUBAN_DATABASE_URL", "mysql://x/y", "'mysql' databases are not supported"),
+        ("DUBAN_DATABASE_URL", "not a url", "is not a database URL"),
+    ],
+)
+def test_addresses_and_database_url_are_validated(var: str, value: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^{var}: .*{reason}"):
+        load_settings(env={var: value})
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    target = write(tmp_path, "x", name="not-a-dir")
+    with pytest.raises(ConfigurationError, match=r"DUBAN_DATA_DIR: data_dir .* is not a directory"):
+        load_settings(env={"DUBAN_DATA_DIR": str(target)})
