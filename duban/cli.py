@@ -62,14 +62,18 @@ def _errors() -> Iterator[None]:
     """Turn expected failures into ``error: …`` on stderr and exit status 2 (no traceback).
 
     Expected: duban's own errors, file-system errors (missing file, a folder given for a file),
-    database errors (unreachable server, not a database) and a Temporal server that does not answer.
+    database errors (unreachable server, not a database), a Kafka broker and a Temporal server that
+    do not answer.
     """
+    from aiokafka.errors import KafkaError
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         yield
     except (DubanError, OSError) as exc:
         raise _fail(exc) from None
+    except KafkaError as exc:
+        raise _fail(Exception(f"kafka: {exc}")) from None
     except SQLAlchemyError as exc:
         raise _fail(Exception(f"database: {str(exc).splitlines()[0]}")) from None
     except RuntimeError as exc:

@@ -31,11 +31,12 @@ async def run_projector(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(consumer.run(stop))
     log.info("projector.started", topic=settings.events_topic, database=engine.url.render_as_string())
+    stopping = asyncio.create_task(stop.wait())
     while not stop.is_set() and not task.done():
-        try:
-            await asyncio.wait_for(stop.wait(), STALL_CHECK_S)
-        except TimeoutError:
+        await asyncio.wait({task, stopping}, timeout=STALL_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and not stop.is_set():
             log.info("projector.heartbeat", last_poll_at=str(consumer.last_poll_at), lag=await consumer.lag())
     stop.set()
-    await task
+    await stopping
+    await task  # re-raises what stopped the consumer (e.g. an unreachable broker)
     log.info("projector.stopped")
