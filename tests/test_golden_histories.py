@@ -1,0 +1,65 @@
+"""Golden histories: histories recorded from real runs (``tests/histories/*.json``, made by
+``tests/histories/record_histories.py`` on the dev server) must replay with the current workflow code.
+
+A change that would break running items — removing a timer, removing an activity — makes replay
+fail; the last two tests make exactly those changes and check that replay notices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from duban.worker import workflow_runner
+from workflows import item_rules
+from workflows.item_workflow import SupervisionItemWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    data = json.loads(path.read_text())
+    workflow_id = data["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
+    return WorkflowHistory.from_json(workflow_id, data)
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[SupervisionItemWorkflow], workflow_runner=workflow_runner())
+
+
+def test_there_are_golden_histories_with_timers_and_activities() -> None:
+    assert {p.stem for p in HISTORIES} >= {"closed_on_time", "breached_and_escalated"}
+    text = (Path(__file__).parent / "histories" / "breached_and_escalated.json").read_text()
+    assert "TIMER_FIRED" in text and "ACTIVITY_TASK_COMPLETED" in text
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_golden_history_replays(path: Path) -> None:
+    await replayer().replay_workflow(load(path))
+
+
+async def _fails_after(patch: Callable[[], None], path: Path) -> None:
+    patch()
+    with pytest.raises(Exception, match=r"(?i)nondetermin|TMPRL1100"):
+        await replayer().replay_workflow(load(path))
+
+
+async def test_replay_fails_when_an_activity_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_activity(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    activity: Callable[..., Awaitable[None]] = no_activity
+    path = Path(__file__).parent / "histories" / "closed_on_time.json"
+    await _fails_after(lambda: monkeypatch.setattr(workflow, "execute_activity", activity), path)
+
+
+async def test_replay_fails_when_a_timer_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(__file__).parent / "histories" / "breached_and_escalated.json"
+    await _fails_after(lambda: monkeypatch.setattr(item_rules, "next_timer_at", lambda _state: None), path)
