@@ -12,11 +12,13 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.event_recording import EventRecorder
+from activities.order_paging import OrderItems, OrderPaging
 from duban.config import Settings
 from duban.db import make_engine
 from duban.kafka import make_producer
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
+from workflows.order_workflow import SupervisionOrderWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +37,15 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, task_queue: str, recorder: EventRecorder, max_cached: int = 10000) -> Worker:
-    """A worker for ``SupervisionItemWorkflow`` and ``record_events`` on ``task_queue``.
+def build_worker(
+    client: Client,
+    task_queue: str,
+    recorder: EventRecorder,
+    max_cached: int = 10000,
+    paging: OrderPaging | None = None,
+) -> Worker:
+    """A worker for ``SupervisionItemWorkflow`` and ``record_events`` on ``task_queue``, plus
+    ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given.
 
     ``max_cached`` bounds the sticky workflow cache (items kept in memory between tasks); keep it
     above the number of concurrently active items, or evicted items are replayed from history.
@@ -44,8 +53,8 @@ def build_worker(client: Client, task_queue: str, recorder: EventRecorder, max_c
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SupervisionItemWorkflow],
-        activities=[recorder.record_events],
+        workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow],
+        activities=[recorder.record_events, *([paging.start_order_page] if paging else [])],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached,
         max_concurrent_activities=64,
@@ -55,8 +64,10 @@ def build_worker(client: Client, task_queue: str, recorder: EventRecorder, max_c
 async def run_worker(settings: Settings) -> None:
     """Run the production worker until SIGINT/SIGTERM: connect, record to the store and Kafka."""
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
-    store = EventStore(make_engine(settings.database))
+    engine = make_engine(settings.database)
+    store = EventStore(engine)
     store.create()
+    paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
     producer = make_producer(settings)
     await producer.start()
     stop = asyncio.Event()
@@ -65,7 +76,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         recorder = EventRecorder(store, producer, settings.events_topic)
-        async with build_worker(client, settings.task_queue, recorder):
+        async with build_worker(client, settings.task_queue, recorder, paging=paging):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()
     finally:

@@ -62,6 +62,9 @@ def validate_payload(event_type: str, payload: Any) -> dict[str, Any]:
     for name, kind in schema.items():
         field = f"payload.{name}"
         if name not in payload:
+            if name in t.ADDED_FIELDS.get(event_type, {}):
+                out[name] = t.ADDED_FIELDS[event_type][name]
+                continue
             raise EventValidationError(field, f"is required by {event_type}")
         value = payload[name]
         optional = kind.endswith("?")

@@ -24,12 +24,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.event_recording import EventRecorder
+from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
 from duban.db import make_engine
 from duban.probes import wait_for_port
 from duban.worker import workflow_runner
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
+from workflows.order_workflow import SupervisionOrderWorkflow
 
 ItemWorkerFactory = Callable[..., AbstractAsyncContextManager[str]]
 """``item_worker(store=None, task_queue=None)``: ``async with`` it to run a worker; yields its queue."""
@@ -94,11 +96,12 @@ def item_worker(workflow_env: WorkflowEnvironment, event_store: EventStore) -> I
     async def run(store: EventStore | None = None, task_queue: str | None = None) -> AsyncIterator[str]:
         queue = task_queue or unique_task_queue()
         recorder = EventRecorder(store or event_store, None, "t")
+        paging = OrderPaging(workflow_env.client, OrderItems((store or event_store).engine), queue)
         async with Worker(
             workflow_env.client,
             task_queue=queue,
-            workflows=[SupervisionItemWorkflow],
-            activities=[recorder.record_events],
+            workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow],
+            activities=[recorder.record_events, paging.start_order_page],
             workflow_runner=workflow_runner(),
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):

@@ -31,16 +31,93 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "response_deadline": None,
         "resolution_deadline": DEADLINE,
         "deadline_origin": "rule",
+        "urgency": "normal",
+        "rulebook_version": "2026.1",
+        "calendar": "china",
+        "order_id": "",
     },
-    t.ITEM_DISPATCHED: {"department": "PWD", "unit": "PWD-street"},
-    t.ITEM_ACCEPTED: {"unit": "PWD-street"},
-    t.RECTIFICATION_SUBMITTED: {"unit": "PWD-street", "notes": "swept", "evidence": ["a.jpg", "b.jpg"]},
-    t.RECTIFICATION_VERIFIED: {"passed": True, "notes": "clean"},
-    t.ITEM_CLOSED: {"on_time": True, "resolution_deadline": DEADLINE, "handling_seconds": 3600},
-    t.ITEM_CANCELLED: {"reason": "duplicate report"},
+    t.ITEM_DISPATCHED: {"department": "PWD", "unit": "PWD-street", "role": "dispatcher"},
+    t.ITEM_ACCEPTED: {"unit": "PWD-street", "role": "handling_unit"},
+    t.RECTIFICATION_SUBMITTED: {
+        "unit": "PWD-street",
+        "notes": "swept",
+        "evidence": ["a.jpg", "b.jpg"],
+        "location": "31.2,121.5",
+        "role": "handling_unit",
+    },
+    t.RECTIFICATION_VERIFIED: {"passed": True, "notes": "clean", "role": "inspector"},
+    t.ITEM_CLOSED: {"on_time": True, "resolution_deadline": DEADLINE, "handling_seconds": 3600, "role": ""},
+    t.ITEM_CANCELLED: {"reason": "duplicate report", "role": "dispatcher"},
     t.DEADLINE_WARNED: {"milestone": "resolution", "deadline": DEADLINE, "threshold": "0.75"},
     t.DEADLINE_BREACHED: {"milestone": "resolution", "deadline": DEADLINE},
     t.ITEM_ESCALATED: {"milestone": "resolution", "level": 1, "rung": "department_head"},
+    t.ITEM_RETURNED: {
+        "unit": "U1",
+        "department": "PWD",
+        "dispatched_by": "centre:li",
+        "reason": "not ours",
+        "role": "handling_unit",
+        "redispatch_count": 1,
+    },
+    t.REWORK_ORDERED: {"unit": "U1", "episode": 1, "reason": "still dirty"},
+    t.EXTENSION_REQUESTED: {
+        "milestone": "resolution",
+        "current_deadline": DEADLINE,
+        "requested_deadline": DEADLINE,
+        "reason": "parts",
+        "role": "handling_unit",
+        "extension_number": 1,
+    },
+    t.EXTENSION_APPROVED: {
+        "milestone": "resolution",
+        "previous_deadline": DEADLINE,
+        "deadline": DEADLINE,
+        "extension_number": 1,
+        "role": "duty_chief",
+        "reason": "",
+    },
+    t.EXTENSION_REJECTED: {
+        "milestone": "resolution",
+        "requested_deadline": DEADLINE,
+        "extension_number": 2,
+        "role": "district_leader",
+        "reason": "no",
+    },
+    t.ITEM_SUSPENDED: {
+        "reason": "long-term",
+        "role": "duty_chief",
+        "remaining_seconds": 7200,
+        "basis": "working",
+    },
+    t.ITEM_RESUMED: {
+        "role": "duty_chief",
+        "reason": "",
+        "suspended_seconds": 86400,
+        "response_deadline": None,
+        "resolution_deadline": DEADLINE,
+    },
+    t.SUSPENSION_REVIEW_DUE: {"suspended_since": DEADLINE, "review": 1},
+    t.ITEM_MERGED: {"into_item_id": "I-1", "reason": "duplicate", "role": "dispatcher"},
+    t.TRAFFIC_LIGHT_CHANGED: {
+        "milestone": "resolution",
+        "light": "yellow",
+        "previous": "green",
+        "deadline": DEADLINE,
+    },
+    t.GRID_CALL_PLACED: {
+        "departments": ["PWD", "ISD"],
+        "report_in_deadline": DEADLINE,
+        "reason": "",
+        "role": "",
+    },
+    t.DEPARTMENT_REPORTED_IN: {
+        "department": "PWD",
+        "late": False,
+        "report_in_deadline": DEADLINE,
+        "role": "",
+    },
+    t.REPORT_IN_OVERDUE: {"department": "ISD", "report_in_deadline": DEADLINE},
+    t.RESPONDER_RATED: {"department": "PWD", "rating": 5, "notes": ""},
 }
 
 
@@ -300,3 +377,20 @@ def test_float_schema_version_is_rejected() -> None:
     data = as_dict()
     data["schema_version"] = 1.0
     assert rejected_field(data) == "schema_version"
+
+
+def test_events_stored_before_a_field_was_added_decode_with_its_default() -> None:
+    data = as_dict(t.ITEM_DISPATCHED)
+    del data["payload"]["role"]
+    assert decode_event(json.dumps(data)).payload == {"department": "PWD", "unit": "PWD-street", "role": ""}
+    registered = as_dict(t.ITEM_REGISTERED)
+    for name in ("urgency", "rulebook_version", "calendar", "order_id"):
+        del registered["payload"][name]
+    payload = decode_event(json.dumps(registered)).payload
+    assert (payload["urgency"], payload["rulebook_version"], payload["order_id"]) == ("normal", "", "")
+
+
+def test_a_field_that_was_always_there_is_still_required() -> None:
+    data = as_dict(t.ITEM_DISPATCHED)
+    del data["payload"]["unit"]
+    assert rejected_field(data) == "payload.unit"

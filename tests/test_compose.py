@@ -66,6 +66,8 @@ SEARCH_ATTRIBUTES = {
     "DubanDeadline": "Datetime",
     "DubanOverdue": "Bool",
     "DubanEscalationLevel": "Int",
+    "DubanLight": "Keyword",
+    "DubanOrder": "Keyword",
 }
 TOPICS = ("duban.item-events", "duban.item-events.dlq")
 

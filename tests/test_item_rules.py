@@ -65,7 +65,7 @@ def verified_item(**changes: Any) -> tuple[ItemState, list[EventEnvelope]]:
 
 def test_warning_at_75_percent_of_the_resolution_window() -> None:
     assert rules.plan_timers(reg()) == [
-        Timer(datetime(2022, 1, 1, 18, 0, tzinfo=UTC), "warn", "resolution", RESOLUTION),
+        Timer(datetime(2022, 1, 1, 18, 0, tzinfo=UTC), "warn", "resolution", RESOLUTION, "0.75"),
         Timer(RESOLUTION, "breach", "resolution", RESOLUTION),
     ]
 
@@ -170,11 +170,18 @@ def test_happy_path_events_and_sequences() -> None:
         "c-close",
     ]
     assert [e.occurred_at for e in events] == [at(0), at(minutes=5), at(minutes=10), at(2), at(3), at(4)]
-    assert events[3].payload == {"unit": "Sibaoshan street team", "notes": "", "evidence": ["x.jpg"]}
+    assert events[3].payload == {
+        "unit": "Sibaoshan street team",
+        "notes": "",
+        "evidence": ["x.jpg"],
+        "location": "",
+        "role": "",
+    }
     assert events[5].payload == {
         "on_time": True,
         "resolution_deadline": "2022-01-02T00:00:00+00:00",
         "handling_seconds": 4 * 3600,
+        "role": "",
     }
     assert state.stage == Stage.CLOSED and state.terminal
     assert state.on_time is True and state.overdue is False
@@ -187,7 +194,7 @@ def test_happy_path_events_and_sequences() -> None:
 def test_dispatch_may_change_department_and_unit() -> None:
     state, _ = rules.register(reg())
     [event] = rules.apply_command(state, cmd("d", "dispatch", at(1), department="Housing", unit="H-2"))
-    assert event.payload == {"department": "Housing", "unit": "H-2"}
+    assert event.payload == {"department": "Housing", "unit": "H-2", "role": ""}
     assert (state.department, state.unit) == ("Housing", "H-2")
 
 
@@ -216,11 +223,12 @@ def test_no_deadline_gives_on_time_none() -> None:
 def test_failed_verification_is_rework_then_resubmit() -> None:
     state, _ = accepted_item()
     rules.apply_command(state, cmd("s1", "submit_rectification", at(2)))
-    [failed] = rules.apply_command(
+    failed, rework = rules.apply_command(
         state, cmd("v1", "verify", at(3), "inspector:li", passed=False, notes="dirty")
     )
+    assert rework.event_type == t.REWORK_ORDERED and rework.payload["episode"] == 1
     assert failed.event_type == t.RECTIFICATION_VERIFIED
-    assert failed.payload == {"passed": False, "notes": "dirty"}
+    assert failed.payload == {"passed": False, "notes": "dirty", "role": ""}
     assert state.stage == Stage.ACCEPTED  # back to the same unit
     with pytest.raises(IllegalCommand):
         rules.apply_command(state, cmd("c1", "close", at(4), "inspector:li"))
@@ -228,7 +236,7 @@ def test_failed_verification_is_rework_then_resubmit() -> None:
     assert resubmitted.event_type == t.RECTIFICATION_SUBMITTED and state.stage == Stage.RECTIFIED
     rules.apply_command(state, cmd("v2", "verify", at(6), "inspector:li"))
     [closed] = rules.apply_command(state, cmd("c2", "close", at(7), "inspector:li"))
-    assert closed.sequence == 8 and state.on_time is True
+    assert closed.sequence == 9 and state.on_time is True  # 8 + ReworkOrdered
 
 
 # --- illegal commands ---------------------------------------------------------------------------
@@ -287,7 +295,7 @@ def test_cancel_needs_a_reason() -> None:
         rules.apply_command(state, cmd("x", "cancel", at(1), "office:zhang", reason="  "))
     assert info.value.reason == "cancel needs a reason"
     [event] = rules.apply_command(state, cmd("x", "cancel", at(1), "office:zhang", reason="duplicate"))
-    assert event.event_type == t.ITEM_CANCELLED and event.payload == {"reason": "duplicate"}
+    assert event.event_type == t.ITEM_CANCELLED and event.payload == {"reason": "duplicate", "role": ""}
     assert state.stage == Stage.CANCELLED and state.terminal and state.timers == []
     assert rules.fire_due_timers(state, at(1000)) == []
     with pytest.raises(IllegalCommand, match="cannot close an item that is cancelled"):
@@ -335,7 +343,7 @@ def test_fire_due_timers_in_order_with_escalation() -> None:
     }
     assert fired[4].payload == {"milestone": "resolution", "level": 1, "rung": "department_head"}
     assert all(e.actor == rules.SYSTEM_TIMER_ACTOR for e in fired)
-    assert fired[4].causation_id == "timer:resolution:breach"
+    assert fired[4].causation_id == "timer:resolution:rung:department_head"
     assert state.escalation_level == 1 and state.overdue is True and state.timers == []
     for event in fired:
         encode_event(event)
@@ -354,14 +362,11 @@ def test_fire_due_timers_fires_only_what_is_due() -> None:
     assert rules.next_timer_at(state) is None
 
 
-@pytest.mark.parametrize(("level", "expected"), [(0, 1), (2, 3), (3, 4), (4, 4)])
-def test_escalation_climbs_one_rung_capped_at_the_top(level: int, expected: int) -> None:
+def test_an_item_without_a_policy_climbs_one_rung_only() -> None:
     state, _ = rules.register(reg())
-    state.escalation_level = level
-    escalated = rules.fire_due_timers(state, RESOLUTION)[-1]
-    assert escalated.payload["level"] == expected
-    assert escalated.payload["rung"] == ESCALATION_LADDER[expected]
-    assert ESCALATION_LADDER[4] == "city_order"
+    fired = rules.fire_due_timers(state, RESOLUTION + timedelta(days=365))
+    assert [e.payload["rung"] for e in fired if e.event_type == t.ITEM_ESCALATED] == [ESCALATION_LADDER[1]]
+    assert state.escalation_level == 1 and state.timers == []
 
 
 def test_accept_drops_the_response_timers() -> None:

@@ -275,7 +275,7 @@ def test_cancelled_and_referred_out_cases_get_one_cancel(status: CaseStatus, rea
     assert state.stage == Stage.CANCELLED
     assert state.on_time is None and state.closed_at is None
     assert events[-1].event_type == t.ITEM_CANCELLED
-    assert events[-1].payload == {"reason": reason}
+    assert events[-1].payload == {"reason": reason, "role": ""}
 
 
 @pytest.mark.parametrize("status", [CaseStatus.CANCELLED, CaseStatus.REFERRED_OUT])

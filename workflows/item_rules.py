@@ -1,52 +1,74 @@
-"""The pure decision core of a supervision item: registration, commands, timers, outcomes.
+"""The pure decision core of a supervision item: registration and commands.
 
 No Temporal, no I/O: every function takes the state and aware UTC datetimes and returns the events
 to record (``EventEnvelope`` with ``recorded_at`` equal to ``occurred_at``; the recording activity
 stamps the real time). Functions that change the item mutate the ``ItemState`` they are given.
+Guards live in ``workflows.item_checks``, timers in ``workflows.item_timers``.
 
 Rules (DOMAIN.md "Item lifecycle", "Time limits and escalation"):
-- register → dispatch → accept → submit rectification → verify → close out; cancel from any open stage.
-- A failed verification sends the item back to the unit (rework); the unit that submitted the
-  rectification cannot verify it.
-- Accepting meets the response milestone; closing meets the resolution milestone and cancels all
-  timers. On time means closed at or before the resolution deadline (Boston's rule: OVERDUE exactly
-  when ``CLOSED_DT > TARGET_DT``); an item without a deadline has ``on_time = None``.
-- A warning is due at ``warning_fraction`` of each milestone's window; at the deadline a breach, and
-  on the resolution deadline one step up the escalation ladder.
+- register → dispatch → accept → submit rectification (with evidence) → verify → close out.
+- Return for re-dispatch (within the policy's window after dispatch): back to registered, counted
+  against the dispatcher; the returning unit cannot get the item again.
+- A failed verification sends the item back to the same unit: a rework episode, counted.
+- Extensions: the handling unit requests a new resolution deadline before it passes; the n-th is
+  decided by the n-th approver of the policy; an approval moves every timer.
+- Suspension stops the milestone clocks (the working time left is kept); resuming restarts them.
+- Cancel and merge end the item; a merged duplicate carries the link to the surviving item.
+- Grid calls: the called departments report in by the arrival deadline; the caller rates each.
+- Accepting meets the response milestone; closing meets the resolution milestone. On time means
+  closed at or before the resolution deadline as it stands (Boston's rule: OVERDUE exactly when
+  ``CLOSED_DT > TARGET_DT``); an item without a deadline has ``on_time = None``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from duban.errors import IllegalCommand, ValidationError
 from events import types as t
 from events.codec import format_utc
-from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
+from events.envelope import EventEnvelope
+from workflows.item_checks import check_command
+from workflows.item_events import SYSTEM_TIMER_ACTOR, emit
 from workflows.item_model import (
-    ESCALATION_LADDER,
+    GREEN,
+    YELLOW,
     CommandKind,
+    ExtensionRequest,
     ItemCommand,
     ItemState,
     Registration,
+    Responder,
     Stage,
     Timer,
 )
+from workflows.item_policy import limit_deadline
+from workflows.item_timers import (
+    fire_due_timers,
+    move_deadline,
+    next_timer_at,
+    pause_clocks,
+    rearm,
+    resume_clocks,
+    share_used,
+    start_clocks,
+    waiting_for_timer,
+)
 
-SYSTEM_TIMER_ACTOR = "system:timer"
-
-# Which stage each command needs, and the stage it leads to.
-_TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
-    CommandKind.DISPATCH: (frozenset({Stage.REGISTERED}), Stage.DISPATCHED),
-    CommandKind.ACCEPT: (frozenset({Stage.DISPATCHED}), Stage.ACCEPTED),
-    CommandKind.SUBMIT_RECTIFICATION: (frozenset({Stage.ACCEPTED}), Stage.RECTIFIED),
-    CommandKind.VERIFY: (frozenset({Stage.RECTIFIED}), Stage.VERIFIED),
-    CommandKind.CLOSE: (frozenset({Stage.VERIFIED}), Stage.CLOSED),
-    CommandKind.CANCEL: (
-        frozenset({Stage.REGISTERED, Stage.DISPATCHED, Stage.ACCEPTED, Stage.RECTIFIED, Stage.VERIFIED}),
-        Stage.CANCELLED,
-    ),
-}
+__all__ = [
+    "SYSTEM_TIMER_ACTOR",
+    "apply_command",
+    "check_command",
+    "check_command_time",
+    "fire_due_timers",
+    "next_timer_at",
+    "plan_timers",
+    "register",
+    "waiting_for_timer",
+]
+K = CommandKind
+Handler = Callable[[ItemState, ItemCommand], list[EventEnvelope]]
 
 
 def _aware(value: datetime | None, field: str) -> None:
@@ -54,47 +76,15 @@ def _aware(value: datetime | None, field: str) -> None:
         raise ValidationError(field, "must be an aware datetime (UTC); naive datetimes are refused")
 
 
-def _event(
-    state: ItemState, event_type: str, at: datetime, actor: str, cause: str, **payload: object
-) -> EventEnvelope:
-    state.sequence += 1
-    return EventEnvelope(
-        event_id=make_event_id(state.item_id, state.sequence),
-        event_type=event_type,
-        schema_version=SCHEMA_VERSION,
-        item_id=state.item_id,
-        sequence=state.sequence,
-        occurred_at=at,
-        recorded_at=at,
-        actor=actor,
-        payload=dict(payload),
-        correlation_id=f"item-{state.item_id}",
-        causation_id=cause,
-    )
-
-
-def plan_timers(reg: Registration) -> list[Timer]:
-    """Warning and breach timers of each milestone that has a deadline, ordered by time.
-
-    The warning falls at ``reported_at + warning_fraction × (deadline − reported_at)``; it is
-    omitted when the window is empty or negative (the deadline is at or before registration).
-    """
-    timers: list[Timer] = []
-    for milestone, deadline in (("response", reg.response_deadline), ("resolution", reg.resolution_deadline)):
-        if deadline is None:
-            continue
-        window = deadline - reg.reported_at
-        if window.total_seconds() > 0:
-            timers.append(Timer(reg.reported_at + window * reg.warning_fraction, "warn", milestone, deadline))
-        timers.append(Timer(deadline, "breach", milestone, deadline))
-    return sorted(timers, key=lambda tm: (tm.at, tm.kind != "warn", tm.milestone))
+def _utc_or_none(value: datetime | None) -> str | None:
+    return format_utc(value) if value is not None else None
 
 
 def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
-    """Create the item's state and its ``ItemRegistered`` event.
+    """Create the item's state (clocks and timers armed) and its ``ItemRegistered`` event.
 
     Raises:
-        ValidationError: empty item id or category, a naive datetime, a zero/negative warning fraction.
+        ValidationError: empty item id or category, a naive datetime, a warning fraction outside (0, 1).
     """
     if not reg.item_id.strip():
         raise ValidationError("item_id", "must not be empty")
@@ -104,8 +94,11 @@ def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
         _aware(getattr(reg, name), name)
     if not 0 < reg.warning_fraction < 1:
         raise ValidationError("warning_fraction", "must be between 0 and 1 (exclusive)")
-    state = ItemState(registration=reg, department=reg.department, unit=reg.unit, timers=plan_timers(reg))
-    event = _event(
+    state = ItemState(registration=reg, department=reg.department, unit=reg.unit)
+    start_clocks(state)
+    rearm(state)
+    policy = reg.policy
+    event = emit(
         state,
         t.ITEM_REGISTERED,
         reg.reported_at,
@@ -121,163 +114,322 @@ def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
         zone=reg.zone,
         source=reg.source,
         deadline_origin=reg.deadline_origin,
-        response_deadline=format_utc(reg.response_deadline) if reg.response_deadline else None,
-        resolution_deadline=format_utc(reg.resolution_deadline) if reg.resolution_deadline else None,
+        response_deadline=_utc_or_none(reg.response_deadline),
+        resolution_deadline=_utc_or_none(reg.resolution_deadline),
+        urgency=reg.urgency,
+        rulebook_version=policy.rulebook_version if policy else "",
+        calendar=policy.calendar if policy else "",
+        order_id=reg.order_id,
     )
     return state, [event]
 
 
-def check_command(state: ItemState, cmd: ItemCommand) -> None:
-    """Raise ``IllegalCommand`` (with the reason) if ``cmd`` may not be applied now; else return.
-
-    A command id already applied is legal (it will be a no-op), so redelivery never fails.
-    """
-    if cmd.command_id in state.applied_command_ids:
-        return
-    if not cmd.command_id.strip():
-        raise IllegalCommand("command_id must not be empty")
-    if cmd.kind not in _TRANSITIONS:
-        raise IllegalCommand(f"unknown command kind {cmd.kind!r}; known: {', '.join(_TRANSITIONS)}")
-    if cmd.occurred_at.tzinfo is None:
-        raise IllegalCommand("occurred_at must be an aware UTC datetime")
-    allowed, _ = _TRANSITIONS[cmd.kind]
-    if state.stage not in allowed:
-        raise IllegalCommand(f"cannot {cmd.kind} an item that is {state.stage}")
-    if cmd.kind == CommandKind.VERIFY and state.rectified_by and cmd.actor == state.rectified_by:
-        raise IllegalCommand(f"{cmd.actor} submitted the rectification and cannot verify it")
-    if cmd.kind == CommandKind.CANCEL and not cmd.reason.strip():
-        raise IllegalCommand("cancel needs a reason")
+def plan_timers(reg: Registration) -> list[Timer]:
+    """The timers a newly registered item arms (see ``workflows.item_timers.plan``)."""
+    return register(reg)[0].timers
 
 
 def apply_command(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     """Apply a legal command; a repeated ``command_id`` returns no events and changes nothing.
 
     Raises:
-        IllegalCommand: as ``check_command``.
+        IllegalCommand: as ``workflows.item_checks.check_command``.
     """
     check_command(state, cmd)
     if cmd.command_id in state.applied_command_ids:
         return []
-    at, actor, cause = cmd.occurred_at, cmd.actor, cmd.command_id
     state.applied_command_ids.append(cmd.command_id)
-    _, next_stage = _TRANSITIONS[cmd.kind]
-    state.stage = next_stage
-    if cmd.kind == CommandKind.DISPATCH:
-        state.department = cmd.department or state.department
-        state.unit = cmd.unit or state.unit
-        return [
-            _event(state, t.ITEM_DISPATCHED, at, actor, cause, department=state.department, unit=state.unit)
-        ]
-    if cmd.kind == CommandKind.ACCEPT:
-        state.accepted_at = at
-        _drop_timers(state, "response")
-        return [_event(state, t.ITEM_ACCEPTED, at, actor, cause, unit=cmd.unit or state.unit)]
-    if cmd.kind == CommandKind.SUBMIT_RECTIFICATION:
-        state.rectified_by = actor
-        return [
-            _event(
-                state,
-                t.RECTIFICATION_SUBMITTED,
-                at,
-                actor,
-                cause,
-                unit=cmd.unit or state.unit,
-                notes=cmd.notes,
-                evidence=list(cmd.evidence),
-            )
-        ]
-    if cmd.kind == CommandKind.VERIFY:
-        if not cmd.passed:
-            state.stage = Stage.ACCEPTED  # rework: back to the same unit
-        return [_event(state, t.RECTIFICATION_VERIFIED, at, actor, cause, passed=cmd.passed, notes=cmd.notes)]
-    if cmd.kind == CommandKind.CLOSE:
-        return [_close(state, at, actor, cause)]
-    state.timers.clear()
-    return [_event(state, t.ITEM_CANCELLED, at, actor, cause, reason=cmd.reason)]
+    events = _HANDLERS[cmd.kind](state, cmd)
+    rearm(state)
+    return events
 
 
-def _drop_timers(state: ItemState, milestone: str) -> None:
-    state.timers = [tm for tm in state.timers if tm.milestone != milestone]
+def _ev(state: ItemState, cmd: ItemCommand, event_type: str, **payload: object) -> EventEnvelope:
+    return emit(state, event_type, cmd.occurred_at, cmd.actor, cmd.command_id, **payload)
 
 
-def _close(state: ItemState, at: datetime, actor: str, cause: str) -> EventEnvelope:
-    deadline = state.registration.resolution_deadline
+def _dispatch(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    state.stage = Stage.DISPATCHED
+    state.department = cmd.department or state.department
+    state.unit = cmd.unit or state.unit
+    state.dispatched_at, state.dispatched_by = cmd.occurred_at, cmd.actor
+    return [_ev(state, cmd, t.ITEM_DISPATCHED, department=state.department, unit=state.unit, role=cmd.role)]
+
+
+def _accept(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    state.stage = Stage.ACCEPTED
+    state.accepted_at = cmd.occurred_at
+    response = state.clock("response")
+    if response is not None and response.met_at is None:
+        response.met_at = cmd.occurred_at
+    return [_ev(state, cmd, t.ITEM_ACCEPTED, unit=cmd.unit or state.unit, role=cmd.role)]
+
+
+def _submit(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    state.stage = Stage.RECTIFIED
+    state.rectified_by, state.rectified_unit = cmd.actor, cmd.unit or state.unit
+    return [
+        _ev(
+            state,
+            cmd,
+            t.RECTIFICATION_SUBMITTED,
+            unit=cmd.unit or state.unit,
+            notes=cmd.notes,
+            evidence=list(cmd.evidence),
+            location=cmd.location,
+            role=cmd.role,
+        )
+    ]
+
+
+def _verify(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    events = [_ev(state, cmd, t.RECTIFICATION_VERIFIED, passed=cmd.passed, notes=cmd.notes, role=cmd.role)]
+    if cmd.passed:
+        state.stage = Stage.VERIFIED
+        return events
+    state.stage = Stage.ACCEPTED  # rework: back to the same unit
+    state.rework_episodes += 1
+    episode = state.rework_episodes
+    rework = _ev(state, cmd, t.REWORK_ORDERED, unit=state.unit, episode=episode, reason=cmd.notes)
+    return [*events, rework]
+
+
+def _close(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    at = cmd.occurred_at
+    clock = state.clock("resolution")
+    deadline = clock.deadline if clock else None
+    state.stage = Stage.CLOSED
     state.closed_at = at
+    if clock is not None:
+        clock.met_at = at
     state.on_time = None if deadline is None else at <= deadline
     # The closing time decides: a close that arrives late but is dated in time is not overdue
     # (the breach and escalation recorded meanwhile stay in the history).
     state.overdue = state.on_time is False
-    state.timers.clear()
     handling = int((at - state.registration.reported_at).total_seconds())
-    return _event(
-        state,
-        t.ITEM_CLOSED,
-        at,
-        actor,
-        cause,
-        on_time=state.on_time,
-        resolution_deadline=format_utc(deadline) if deadline else None,
-        handling_seconds=handling,
+    return [
+        _ev(
+            state,
+            cmd,
+            t.ITEM_CLOSED,
+            on_time=state.on_time,
+            resolution_deadline=_utc_or_none(deadline),
+            handling_seconds=handling,
+            role=cmd.role,
+        )
+    ]
+
+
+def _cancel(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    state.stage = Stage.CANCELLED
+    return [_ev(state, cmd, t.ITEM_CANCELLED, reason=cmd.reason, role=cmd.role)]
+
+
+def _return(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    unit, department, dispatcher = state.unit, state.department, state.dispatched_by
+    state.stage = Stage.REGISTERED
+    state.redispatch_count += 1
+    state.returned_units.append(unit)
+    return [
+        _ev(
+            state,
+            cmd,
+            t.ITEM_RETURNED,
+            unit=unit,
+            department=department,
+            dispatched_by=dispatcher,
+            reason=cmd.reason,
+            role=cmd.role,
+            redispatch_count=state.redispatch_count,
+        )
+    ]
+
+
+def _request_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    clock = state.clock("resolution")
+    assert clock is not None and cmd.new_deadline is not None
+    number = state.extensions_granted + 1
+    state.pending_extension = ExtensionRequest(
+        cmd.command_id, cmd.actor, cmd.occurred_at, cmd.new_deadline, cmd.reason, number
     )
+    return [
+        _ev(
+            state,
+            cmd,
+            t.EXTENSION_REQUESTED,
+            milestone="resolution",
+            current_deadline=format_utc(clock.deadline),
+            requested_deadline=format_utc(cmd.new_deadline),
+            reason=cmd.reason,
+            role=cmd.role,
+            extension_number=number,
+        )
+    ]
 
 
-def next_timer_at(state: ItemState) -> datetime | None:
-    """When the earliest pending timer is due (aware UTC), or ``None`` if none is pending."""
-    return min((tm.at for tm in state.timers), default=None)
-
-
-def fire_due_timers(state: ItemState, until: datetime) -> list[EventEnvelope]:
-    """Fire every pending timer due at or before ``until``, in time order, and return their events.
-
-    A warning gives ``DeadlineWarned``; a breach gives ``DeadlineBreached`` and, for the resolution
-    milestone, ``ItemEscalated`` one rung up the ladder (capped at the top rung).
-    """
-    events: list[EventEnvelope] = []
-    due = [tm for tm in state.timers if tm.at <= until]
-    state.timers = [tm for tm in state.timers if tm.at > until]
-    for tm in due:
-        cause = f"timer:{tm.milestone}:{tm.kind}"
-        if tm.kind == "warn":
-            events.append(
-                _event(
-                    state,
-                    t.DEADLINE_WARNED,
-                    tm.at,
-                    SYSTEM_TIMER_ACTOR,
-                    cause,
-                    milestone=tm.milestone,
-                    deadline=format_utc(tm.deadline),
-                    threshold=f"{state.registration.warning_fraction:.2f}",
-                )
-            )
-            continue
+def _approve_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    request, clock = state.pending_extension, state.clock("resolution")
+    assert request is not None and clock is not None and state.registration.policy is not None
+    previous = clock.deadline
+    move_deadline(state, clock, request.requested_deadline, cmd.occurred_at)
+    state.pending_extension = None
+    state.extensions_granted += 1
+    events = [
+        _ev(
+            state,
+            cmd,
+            t.EXTENSION_APPROVED,
+            milestone="resolution",
+            previous_deadline=format_utc(previous),
+            deadline=format_utc(clock.deadline),
+            extension_number=request.number,
+            role=cmd.role,
+            reason=cmd.reason,
+        )
+    ]
+    policy = state.registration.policy
+    light = YELLOW if share_used(state, clock, cmd.occurred_at) >= float(policy.yellow_threshold) else GREEN
+    if light != state.light:
+        previous_light, state.light = state.light, light
         events.append(
-            _event(
+            _ev(
                 state,
-                t.DEADLINE_BREACHED,
-                tm.at,
-                SYSTEM_TIMER_ACTOR,
-                cause,
-                milestone=tm.milestone,
-                deadline=format_utc(tm.deadline),
+                cmd,
+                t.TRAFFIC_LIGHT_CHANGED,
+                milestone="resolution",
+                light=light,
+                previous=previous_light,
+                deadline=format_utc(clock.deadline),
             )
         )
-        if tm.milestone == "resolution":
-            state.overdue = True
-            state.escalation_level = min(state.escalation_level + 1, len(ESCALATION_LADDER) - 1)
-            events.append(
-                _event(
-                    state,
-                    t.ITEM_ESCALATED,
-                    tm.at,
-                    SYSTEM_TIMER_ACTOR,
-                    cause,
-                    milestone=tm.milestone,
-                    level=state.escalation_level,
-                    rung=ESCALATION_LADDER[state.escalation_level],
-                )
-            )
     return events
+
+
+def _reject_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    request = state.pending_extension
+    assert request is not None
+    state.pending_extension = None
+    return [
+        _ev(
+            state,
+            cmd,
+            t.EXTENSION_REJECTED,
+            milestone="resolution",
+            requested_deadline=format_utc(request.requested_deadline),
+            extension_number=request.number,
+            role=cmd.role,
+            reason=cmd.reason,
+        )
+    ]
+
+
+def _suspend(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    left = pause_clocks(state, cmd.occurred_at)
+    state.suspended_at = cmd.occurred_at
+    state.suspension_reviews = 0
+    clock = state.clock("resolution")
+    return [
+        _ev(
+            state,
+            cmd,
+            t.ITEM_SUSPENDED,
+            reason=cmd.reason,
+            role=cmd.role,
+            remaining_seconds=left,
+            basis=clock.basis if clock else "",
+        )
+    ]
+
+
+def _resume(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    assert state.suspended_at is not None
+    paused = int((cmd.occurred_at - state.suspended_at).total_seconds())
+    state.suspended_seconds += max(0, paused)
+    state.suspended_at = None
+    resume_clocks(state, cmd.occurred_at)
+    response, resolution = state.clock("response"), state.clock("resolution")
+    return [
+        _ev(
+            state,
+            cmd,
+            t.ITEM_RESUMED,
+            role=cmd.role,
+            reason=cmd.reason,
+            suspended_seconds=max(0, paused),
+            response_deadline=_utc_or_none(
+                response.deadline if response and response.met_at is None else None
+            ),
+            resolution_deadline=_utc_or_none(resolution.deadline if resolution else None),
+        )
+    ]
+
+
+def _merge(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    state.stage = Stage.MERGED
+    state.merged_into = cmd.into_item_id
+    return [_ev(state, cmd, t.ITEM_MERGED, into_item_id=cmd.into_item_id, reason=cmd.reason, role=cmd.role)]
+
+
+def _grid_call(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    policy = state.registration.policy
+    assert policy is not None
+    due = limit_deadline(policy.report_in, cmd.occurred_at, policy.calendar)
+    for department in cmd.departments:
+        state.responders.append(Responder(department, cmd.actor, cmd.occurred_at, due))
+    return [
+        _ev(
+            state,
+            cmd,
+            t.GRID_CALL_PLACED,
+            departments=list(cmd.departments),
+            report_in_deadline=format_utc(due),
+            reason=cmd.reason,
+            role=cmd.role,
+        )
+    ]
+
+
+def _report_in(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    responder = next(r for r in state.responders if r.department == cmd.department)
+    responder.reported_in_at = cmd.occurred_at
+    late = cmd.occurred_at > responder.report_in_deadline
+    return [
+        _ev(
+            state,
+            cmd,
+            t.DEPARTMENT_REPORTED_IN,
+            department=cmd.department,
+            late=late,
+            report_in_deadline=format_utc(responder.report_in_deadline),
+            role=cmd.role,
+        )
+    ]
+
+
+def _rate(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
+    responder = next(r for r in state.responders if r.department == cmd.department)
+    responder.rating = cmd.rating
+    return [_ev(state, cmd, t.RESPONDER_RATED, department=cmd.department, rating=cmd.rating, notes=cmd.notes)]
+
+
+_HANDLERS: dict[str, Handler] = {
+    K.DISPATCH: _dispatch,
+    K.ACCEPT: _accept,
+    K.SUBMIT_RECTIFICATION: _submit,
+    K.VERIFY: _verify,
+    K.CLOSE: _close,
+    K.CANCEL: _cancel,
+    K.RETURN: _return,
+    K.REQUEST_EXTENSION: _request_extension,
+    K.APPROVE_EXTENSION: _approve_extension,
+    K.REJECT_EXTENSION: _reject_extension,
+    K.SUSPEND: _suspend,
+    K.RESUME: _resume,
+    K.MERGE: _merge,
+    K.GRID_CALL: _grid_call,
+    K.REPORT_IN: _report_in,
+    K.RATE_RESPONDER: _rate,
+}
 
 
 def check_command_time(cmd: ItemCommand, now: datetime, lead_tolerance_s: float) -> None:
@@ -289,17 +441,3 @@ def check_command_time(cmd: ItemCommand, now: datetime, lead_tolerance_s: float)
             f"occurred_at {format_utc(cmd.occurred_at)} is {lead:.0f} s in the future "
             f"(tolerance {lead_tolerance_s:.0f} s)"
         )
-
-
-def waiting_for_timer(state: ItemState, cmd: ItemCommand, now: datetime) -> datetime | None:
-    """The pending timer a command must wait for, or ``None`` if it can be applied now.
-
-    A command dated after ``now`` (allowed within the lead tolerance; a simulation delivers a day's
-    commands at the start of the day) is applied only once every timer due before its
-    ``occurred_at`` has fired, so events keep business-time order. Commands dated at or before
-    ``now`` never wait.
-    """
-    due = next_timer_at(state)
-    if due is not None and now < due < cmd.occurred_at:
-        return due
-    return None

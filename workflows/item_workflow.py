@@ -7,11 +7,17 @@ first. Events of each step are recorded by the ``record_events`` activity.
 
 Business time is ``workflow.now() - clock_offset_s``; the offset is 0 in production and lets a
 simulation run historical cases on a time-skipping server whose clock starts today.
+
+Long-lived items continue as new once their history passes ``continue_as_new_after`` events: the new
+run gets the whole item state (deadlines, clocks, applied command ids) and the commands still queued,
+after every update handler has finished. Items of a supervision order tell the order workflow
+(``order-<order id>``) whenever their summary changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,8 +33,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows import item_rules
     from workflows import search_attributes as sa
     from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
+    from workflows.order_model import ItemProgress, order_workflow_id
 
 RECORD_EVENTS_TIMEOUT = timedelta(seconds=60)
+MEMO_PATCH = "item-memo-and-order-progress"
+"""``workflow.patched`` id guarding the memo upsert and order notifications (README, "Changing
+workflow code"): histories recorded before them replay without them."""
 
 
 @dataclass
@@ -37,13 +47,18 @@ class ItemWorkflowInput:
     that was dispatched and accepted when it was opened). ``search_attributes`` is false on servers
     that lack duban's custom attributes (the time-skipping test server). A command may be dated at
     most ``command_lead_tolerance_s`` seconds after the item's business time (clock skew; a
-    simulation that delivers a day's commands at the start of the day sets a day)."""
+    simulation that delivers a day's commands at the start of the day sets a day).
+
+    ``carried`` is the item state handed over by continue-as-new (``None`` on the first run); the run
+    continues as new once its history holds ``continue_as_new_after`` events."""
 
     registration: Registration
     initial_commands: list[ItemCommand] = field(default_factory=list)
     clock_offset_s: float = 0.0
     search_attributes: bool = True
     command_lead_tolerance_s: float = 300.0
+    carried: ItemState | None = None
+    continue_as_new_after: int = 4000
 
 
 @dataclass
@@ -68,23 +83,40 @@ class SupervisionItemWorkflow:
         self._state: ItemState | None = None
         self._inbox: list[ItemCommand] = list(input.initial_commands)
         self._outcomes: dict[str, CommandOutcome] = {}
+        self._reported: ItemProgress | None = None
 
     def _business_now(self) -> datetime:
         return workflow.now() - timedelta(seconds=self._input.clock_offset_s)
 
     @workflow.run
     async def run(self, input: ItemWorkflowInput) -> ItemOutcome:
-        try:
-            self._state, events = item_rules.register(input.registration)
-        except ValidationError as exc:
-            raise ApplicationError(str(exc), type="InvalidRegistration", non_retryable=True) from exc
-        await self._step(events)
+        if input.carried is not None:
+            self._state = input.carried
+            await self._step([])
+        else:
+            try:
+                self._state, events = item_rules.register(input.registration)
+            except ValidationError as exc:
+                raise ApplicationError(str(exc), type="InvalidRegistration", non_retryable=True) from exc
+            await self._step(events)
         while not self._state.terminal:
+            if self._history_is_long() and not self._inbox:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._inbox:
+                    workflow.continue_as_new(
+                        dataclasses.replace(input, carried=self._state, initial_commands=[])
+                    )
             await self._wait_for_work()
             await self._step([])
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._state
         return ItemOutcome(s.item_id, s.stage, s.on_time, s.overdue, s.escalation_level, s.sequence)
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.get_current_history_length() >= self._input.continue_as_new_after or (
+            info.is_continue_as_new_suggested()
+        )
 
     def _head_ready(self) -> bool:
         """True when the first queued command can be applied now (no earlier timer still pending)."""
@@ -137,6 +169,9 @@ class SupervisionItemWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
             self._upsert_search_attributes()
+            if workflow.patched(MEMO_PATCH):
+                self._upsert_memo()
+                await self._tell_order()
         for outcome in done:
             previous = self._outcomes.get(outcome.command_id)
             if previous is None or not previous.applied:  # a repeat never hides the real outcome
@@ -154,10 +189,34 @@ class SupervisionItemWorkflow:
             sa.STAGE.value_set(s.stage),
             sa.OVERDUE.value_set(s.overdue),
             sa.ESCALATION_LEVEL.value_set(s.escalation_level),
+            sa.LIGHT.value_set(s.light if reg.policy else "(none)"),
+            sa.ORDER.value_set(reg.order_id or "(none)"),
         ]
-        if reg.resolution_deadline is not None:
-            updates.append(sa.DEADLINE.value_set(reg.resolution_deadline))
+        clock = s.clock("resolution")
+        if clock is not None:
+            updates.append(sa.DEADLINE.value_set(clock.deadline))
+        if s.suspended:
+            updates[4] = sa.STAGE.value_set("suspended")
         workflow.upsert_search_attributes(updates)
+
+    def _upsert_memo(self) -> None:
+        """The memo the Temporal UI shows: what an operator asks first about an item."""
+        assert self._state is not None
+        workflow.upsert_memo(item_memo(self._state))
+
+    async def _tell_order(self) -> None:
+        """Signal the item's new summary to its supervision order, if it has one and it changed."""
+        assert self._state is not None
+        order_id = self._state.registration.order_id
+        progress = ItemProgress.of(self._state)
+        if not order_id or progress == self._reported:
+            return
+        self._reported = progress
+        handle = workflow.get_external_workflow_handle(order_workflow_id(order_id))
+        try:
+            await handle.signal("item_progress", progress)
+        except Exception as exc:  # the order may have ended; the item carries on
+            workflow.logger.warning("order %s not told about %s: %s", order_id, self._state.item_id, exc)
 
     @workflow.signal
     def submit_command(self, cmd: ItemCommand) -> None:
@@ -193,3 +252,29 @@ class SupervisionItemWorkflow:
     def state(self) -> ItemState | None:
         """The item's current state (stage, timers, escalation level, rejected commands)."""
         return self._state
+
+    @workflow.query
+    def pending_commands(self) -> list[ItemCommand]:
+        """Commands received but not yet applied (waiting for an earlier timer), in arrival order."""
+        return list(self._inbox)
+
+
+def item_memo(s: ItemState) -> dict[str, Any]:
+    """Memo fields of an item (JSON-native): stage, light, deadline, rung, unit and exception counts."""
+    from workflows.item_model import ESCALATION_LADDER
+
+    clock = s.clock("resolution")
+    return {
+        "stage": "suspended" if s.suspended else s.stage,
+        "light": s.light if s.registration.policy else None,
+        "resolution_deadline": clock.deadline.isoformat() if clock else None,
+        "escalated_to": ESCALATION_LADDER[s.escalation_level],
+        "department": s.department,
+        "unit": s.unit,
+        "rulebook_version": s.registration.policy.rulebook_version if s.registration.policy else None,
+        "extensions": s.extensions_granted,
+        "rework_episodes": s.rework_episodes,
+        "redispatches": s.redispatch_count,
+        "responders": [r.department for r in s.responders],
+        "merged_into": s.merged_into or None,
+    }

@@ -106,6 +106,33 @@ class EscalationRung:
         _name(self.name, "name")
 
 
+DEFAULT_EXTENSION_APPROVERS: tuple[str, ...] = ("duty_chief", "district_leader")
+"""DOMAIN.md "Item lifecycle": a first extension by the duty chief, a second by a higher approver."""
+
+
+@dataclass(frozen=True)
+class Procedures:
+    """The windows and roles of the exception paths (DOMAIN.md "Item lifecycle"; issue 3).
+
+    ``redispatch_window``: a unit may return a wrongly dispatched item only this long after dispatch
+    (product choice: 2 working hours). ``extension_approvers``: the role that approves the n-th
+    extension (their count is the most extensions an item may get). ``suspension_review``: a
+    suspended item is reviewed this often (product choice: 30 calendar days). ``report_in``: the
+    arrival deadline of a grid call (DOMAIN.md anchor, Beijing: 30 minutes).
+    """
+
+    redispatch_window: TimeLimit = TimeLimit(Decimal(2), "working_hours")
+    extension_approvers: tuple[str, ...] = DEFAULT_EXTENSION_APPROVERS
+    suspension_review: TimeLimit = TimeLimit(Decimal(30), "calendar_days")
+    report_in: TimeLimit = TimeLimit(Decimal("0.5"), "hours")
+
+    def __post_init__(self) -> None:
+        approvers = tuple(self.extension_approvers)
+        for i, role in enumerate(approvers):
+            _name(role, f"extension_approvers[{i}]")
+        object.__setattr__(self, "extension_approvers", approvers)
+
+
 @dataclass(frozen=True)
 class RulebookVersion:
     """One version of the rules, in force from ``effective_from`` (aware, kept in UTC).
@@ -119,6 +146,7 @@ class RulebookVersion:
     limits: tuple[LimitRule, ...]
     ladder: tuple[EscalationRung, ...]
     warning_thresholds: tuple[Decimal, ...] = DEFAULT_WARNING_THRESHOLDS
+    procedures: Procedures = Procedures()
 
     def __post_init__(self) -> None:
         _name(self.version, "version")
@@ -220,8 +248,10 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _build(cls: Callable[..., T], fields: Mapping[str, Reader], optional: str, data: object, path: str) -> T:
-    """Read mapping ``data`` at ``path`` with one reader per key (only ``optional`` may be absent), then
+def _build(
+    cls: Callable[..., T], fields: Mapping[str, Reader], optional: tuple[str, ...], data: object, path: str
+) -> T:
+    """Read mapping ``data`` at ``path`` with one reader per key (only ``optional`` ones may be absent), then
     build ``cls``; a check that ``cls`` fails gets ``path`` prefixed to its field."""
     if not isinstance(data, dict):
         raise ValidationError(path or "rulebook", "must be a mapping")
@@ -229,7 +259,7 @@ def _build(cls: Callable[..., T], fields: Mapping[str, Reader], optional: str, d
         if key not in fields:
             raise ValidationError(_join(path, key), f"unknown key; expected {', '.join(fields)}")
     for key in fields:
-        if key not in data and key != optional:
+        if key not in data and key not in optional:
             raise ValidationError(_join(path, key), "is required")
     kwargs = {key: read(data[key], _join(path, key)) for key, read in fields.items() if key in data}
     try:
@@ -273,17 +303,25 @@ def _datetime(data: object, path: str) -> datetime:
     return value  # a naive one is refused by RulebookVersion, at the same path
 
 
-_limit = partial(_build, TimeLimit, {"amount": _decimal, "unit": _text}, "")
-_rule = partial(_build, LimitRule, {"category": _text, "urgency": _text, "step": _text, "limit": _limit}, "")
-_rung = partial(_build, EscalationRung, {"name": _text, "delay": _limit}, "")
+_limit = partial(_build, TimeLimit, {"amount": _decimal, "unit": _text}, ())
+_rule = partial(_build, LimitRule, {"category": _text, "urgency": _text, "step": _text, "limit": _limit}, ())
+_rung = partial(_build, EscalationRung, {"name": _text, "delay": _limit}, ())
+_PROCEDURE_FIELDS: dict[str, Reader] = {
+    "redispatch_window": _limit,
+    "extension_approvers": partial(_each, _text),
+    "suspension_review": _limit,
+    "report_in": _limit,
+}
+_procedures = partial(_build, Procedures, _PROCEDURE_FIELDS, tuple(_PROCEDURE_FIELDS))
 _VERSION_FIELDS: dict[str, Reader] = {
     "version": _text,
     "effective_from": _datetime,
     "warning_thresholds": partial(_each, _decimal),
     "limits": partial(_each, _rule),
     "ladder": partial(_each, _rung),
+    "procedures": _procedures,
 }
-_version = partial(_build, RulebookVersion, _VERSION_FIELDS, "warning_thresholds")
+_version = partial(_build, RulebookVersion, _VERSION_FIELDS, ("warning_thresholds", "procedures"))
 
 
 def parse_rulebook(data: object, source: str) -> Rulebook:
@@ -293,7 +331,7 @@ def parse_rulebook(data: object, source: str) -> Rulebook:
         RulebookError: (a ``ValidationError``) ``field`` like ``versions[1].limits[3].limit.unit``.
     """
     try:
-        return _build(Rulebook, {"versions": partial(_each, _version)}, "", data, "")
+        return _build(Rulebook, {"versions": partial(_each, _version)}, (), data, "")
     except ValidationError as exc:
         raise RulebookError(source, exc.field, exc.reason) from None
 

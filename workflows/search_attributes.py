@@ -18,8 +18,10 @@ STAGE = SearchAttributeKey.for_keyword("DubanStage")
 DEADLINE = SearchAttributeKey.for_datetime("DubanDeadline")
 OVERDUE = SearchAttributeKey.for_bool("DubanOverdue")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("DubanEscalationLevel")
+LIGHT = SearchAttributeKey.for_keyword("DubanLight")
+ORDER = SearchAttributeKey.for_keyword("DubanOrder")
 
-ALL_KEYS = (DEPARTMENT, TOWN, COMMUNITY, CATEGORY, STAGE, DEADLINE, OVERDUE, ESCALATION_LEVEL)
+ALL_KEYS = (DEPARTMENT, TOWN, COMMUNITY, CATEGORY, STAGE, DEADLINE, OVERDUE, ESCALATION_LEVEL, LIGHT, ORDER)
 
 _CLI_TYPE = {
     "KEYWORD": "Keyword",
