@@ -7,137 +7,36 @@ Every test takes its business clock from the server (``env.get_current_time()``)
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
+from item_helpers import (
+    HAPPY_PATH,
+    INSPECTOR,
+    WINDOW,
+    command,
+    finish,
+    of_type,
+    registration,
+    start_item,
+    state_of,
+    stored,
+    types_of,
+    update,
+    wait_for_types,
+)
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from events import types as t
-from events.envelope import EventEnvelope
 from events.store import EventStore
-from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
-from workflows.item_workflow import ItemOutcome, ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.item_workflow import ItemOutcome, SupervisionItemWorkflow
 
 ItemWorkerFactory = Callable[..., AbstractAsyncContextManager[str]]  # the conftest fixture
-
-WINDOW = timedelta(hours=24)
-HAPPY_PATH = [
-    t.ITEM_REGISTERED,
-    t.ITEM_DISPATCHED,
-    t.ITEM_ACCEPTED,
-    t.RECTIFICATION_SUBMITTED,
-    t.RECTIFICATION_VERIFIED,
-    t.ITEM_CLOSED,
-]
-UNIT, INSPECTOR = "unit:PWD-street", "inspector:li"
-
-
-def registration(
-    reported_at: datetime, item_id: str | None = None, window: timedelta = WINDOW
-) -> Registration:
-    return Registration(
-        item_id=item_id or f"T-{uuid.uuid4().hex[:10]}",
-        category="Litter",
-        reported_at=reported_at,
-        department="Urban management",
-        unit="PWD-street",
-        town="Sibaoshan",
-        resolution_deadline=reported_at + window,
-        deadline_origin="rule",
-    )
-
-
-def command(
-    kind: str, at: datetime, actor: str = UNIT, command_id: str | None = None, **fields: Any
-) -> ItemCommand:
-    return ItemCommand(
-        command_id=command_id or f"{kind}-{uuid.uuid4().hex[:8]}",
-        kind=kind,
-        actor=actor,
-        occurred_at=at,
-        **fields,
-    )
-
-
-def opening_commands(at: datetime) -> list[ItemCommand]:
-    """Dispatch and accept at registration, as an imported case that was opened that way."""
-    return [command("dispatch", at, "dispatcher:ann"), command("accept", at)]
-
-
-async def start_item(
-    env: WorkflowEnvironment,
-    task_queue: str,
-    reg: Registration,
-    initial: list[ItemCommand] | None = None,
-    clock_offset_s: float = 0.0,
-) -> WorkflowHandle[SupervisionItemWorkflow, ItemOutcome]:
-    return await env.client.start_workflow(
-        SupervisionItemWorkflow.run,
-        ItemWorkflowInput(
-            registration=reg,
-            initial_commands=opening_commands(reg.reported_at) if initial is None else initial,
-            clock_offset_s=clock_offset_s,
-            search_attributes=False,
-        ),
-        id=f"item-{reg.item_id}",
-        task_queue=task_queue,
-    )
-
-
-async def update(
-    handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome], cmd: ItemCommand
-) -> CommandOutcome:
-    return await handle.execute_update(SupervisionItemWorkflow.apply_command, cmd)
-
-
-async def state_of(handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome]) -> ItemState:
-    state = await handle.query(SupervisionItemWorkflow.state)
-    assert state is not None
-    return state
-
-
-def stored(store: EventStore, item_id: str) -> list[EventEnvelope]:
-    return list(store.read(item_id))
-
-
-async def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    """Poll (in real time) until ``check()`` holds: events are recorded by an activity after a step."""
-    limit = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > limit:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_for_types(store: EventStore, item_id: str, *types: str) -> list[EventEnvelope]:
-    await wait_until(
-        lambda: set(types) <= {e.event_type for e in stored(store, item_id)}, f"{types} of {item_id}"
-    )
-    return stored(store, item_id)
-
-
-def types_of(events: list[EventEnvelope]) -> list[str]:
-    return [e.event_type for e in events]
-
-
-def of_type(events: list[EventEnvelope], event_type: str) -> list[EventEnvelope]:
-    return [e for e in events if e.event_type == event_type]
-
-
-async def finish(handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome], at: datetime) -> ItemOutcome:
-    """Submit, verify and close the item (updates) with all three acts dated ``at``."""
-    await update(handle, command("submit_rectification", at))
-    await update(handle, command("verify", at, INSPECTOR))
-    await update(handle, command("close", at, INSPECTOR))
-    return await handle.result()
 
 
 # --- (a) closed on time, before the warning ---------------------------------------------------

@@ -102,7 +102,7 @@ def _check_role(state: ItemState, cmd: ItemCommand) -> None:
         approvers = state.registration.policy.extension_approvers
         number = state.pending_extension.number if state.pending_extension else state.extensions_granted + 1
         allowed = frozenset(approvers[number - 1 :]) if number <= len(approvers) else frozenset()
-        what = f"extension {number}"
+        what = f"{cmd.kind.split('_')[0]} extension {number}"
     else:
         allowed, what = ROLES[cmd.kind], cmd.kind
     if cmd.role not in allowed:

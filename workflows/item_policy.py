@@ -86,6 +86,11 @@ def share_seconds(budget_s: int, share: str) -> int:
     return int((Decimal(budget_s) * Decimal(share)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def _share(value: Decimal) -> str:
+    """A threshold as a decimal string with at least two places: 0.5 → ``"0.50"``, 0.875 → ``"0.875"``."""
+    return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else str(value)
+
+
 def policy_of(version: RulebookVersion, calendar: str) -> ItemPolicy:
     """The policy an item keeps from ``version`` on ``calendar`` (bases are set by
     :func:`apply_rulebook`, which knows the item's limits). The last warning threshold is where the
@@ -95,8 +100,8 @@ def policy_of(version: RulebookVersion, calendar: str) -> ItemPolicy:
     return ItemPolicy(
         rulebook_version=version.version,
         calendar=calendar,
-        warning_thresholds=[str(s) for s in version.warning_thresholds],
-        yellow_threshold=str(version.warning_thresholds[-1]) if version.warning_thresholds else "0.80",
+        warning_thresholds=[_share(s) for s in version.warning_thresholds],
+        yellow_threshold=_share(version.warning_thresholds[-1]) if version.warning_thresholds else "0.80",
         ladder=[RungSpec(r.name, to_spec(r.delay)) for r in version.ladder],
         redispatch_window=to_spec(proc.redispatch_window),
         extension_approvers=list(proc.extension_approvers),

@@ -1,0 +1,183 @@
+"""Helpers shared by the item workflow tests: registrations, commands, starting and watching items."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from events import types as t
+from events.envelope import EventEnvelope
+from events.store import EventStore
+from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
+from workflows.item_policy import apply_rulebook
+from workflows.item_workflow import ItemOutcome, ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
+
+WINDOW = timedelta(hours=24)
+HAPPY_PATH = [
+    t.ITEM_REGISTERED,
+    t.ITEM_DISPATCHED,
+    t.ITEM_ACCEPTED,
+    t.RECTIFICATION_SUBMITTED,
+    t.RECTIFICATION_VERIFIED,
+    t.ITEM_CLOSED,
+]
+UNIT_ACTOR, INSPECTOR = "unit:PWD-street", "inspector:li"
+
+
+def registration(
+    reported_at: datetime, item_id: str | None = None, window: timedelta = WINDOW
+) -> Registration:
+    return Registration(
+        item_id=item_id or f"T-{uuid.uuid4().hex[:10]}",
+        category="Litter",
+        reported_at=reported_at,
+        department="Urban management",
+        unit="PWD-street",
+        town="Sibaoshan",
+        resolution_deadline=reported_at + window,
+        deadline_origin="rule",
+    )
+
+
+def command(
+    kind: str, at: datetime, actor: str = UNIT_ACTOR, command_id: str | None = None, **fields: Any
+) -> ItemCommand:
+    return ItemCommand(
+        command_id=command_id or f"{kind}-{uuid.uuid4().hex[:8]}",
+        kind=kind,
+        actor=actor,
+        occurred_at=at,
+        **fields,
+    )
+
+
+def opening_commands(at: datetime) -> list[ItemCommand]:
+    """Dispatch and accept at registration, as an imported case that was opened that way."""
+    return [command("dispatch", at, "dispatcher:ann"), command("accept", at)]
+
+
+async def start_item(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    reg: Registration,
+    initial: list[ItemCommand] | None = None,
+    clock_offset_s: float = 0.0,
+) -> WorkflowHandle[SupervisionItemWorkflow, ItemOutcome]:
+    return await env.client.start_workflow(
+        SupervisionItemWorkflow.run,
+        ItemWorkflowInput(
+            registration=reg,
+            initial_commands=opening_commands(reg.reported_at) if initial is None else initial,
+            clock_offset_s=clock_offset_s,
+            search_attributes=False,
+        ),
+        id=f"item-{reg.item_id}",
+        task_queue=task_queue,
+    )
+
+
+async def update(
+    handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome], cmd: ItemCommand
+) -> CommandOutcome:
+    return await handle.execute_update(SupervisionItemWorkflow.apply_command, cmd)
+
+
+async def state_of(handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome]) -> ItemState:
+    state = await handle.query(SupervisionItemWorkflow.state)
+    assert state is not None
+    return state
+
+
+def stored(store: EventStore, item_id: str) -> list[EventEnvelope]:
+    return list(store.read(item_id))
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    """Poll (in real time) until ``check()`` holds: events are recorded by an activity after a step."""
+    limit = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > limit:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_types(store: EventStore, item_id: str, *types: str) -> list[EventEnvelope]:
+    await wait_until(
+        lambda: set(types) <= {e.event_type for e in stored(store, item_id)}, f"{types} of {item_id}"
+    )
+    return stored(store, item_id)
+
+
+def types_of(events: list[EventEnvelope]) -> list[str]:
+    return [e.event_type for e in events]
+
+
+def of_type(events: list[EventEnvelope], event_type: str) -> list[EventEnvelope]:
+    return [e for e in events if e.event_type == event_type]
+
+
+async def finish(handle: WorkflowHandle[SupervisionItemWorkflow, ItemOutcome], at: datetime) -> ItemOutcome:
+    """Submit, verify and close the item (updates) with all three acts dated ``at``."""
+    await update(handle, command("submit_rectification", at))
+    await update(handle, command("verify", at, INSPECTOR))
+    await update(handle, command("close", at, INSPECTOR))
+    return await handle.result()
+
+
+# --- items under the default rulebook on China's calendar -------------------------------------------
+
+RULEBOOK = load_rulebook(DEFAULT_RULEBOOK_PATH)
+CST = ZoneInfo("Asia/Shanghai")
+UNIT, OTHER_UNIT = "U1", "U2"
+ROLE_OF = {
+    "dispatch": "dispatcher",
+    "accept": "handling_unit",
+    "submit_rectification": "handling_unit",
+    "verify": "inspector",
+    "close": "dispatcher",
+    "cancel": "dispatcher",
+    "return": "handling_unit",
+    "request_extension": "handling_unit",
+    "approve_extension": "duty_chief",
+    "reject_extension": "duty_chief",
+    "suspend": "duty_chief",
+    "resume": "duty_chief",
+    "merge": "dispatcher",
+    "grid_call": "grid_worker",
+    "report_in": "handling_unit",
+    "rate_responder": "grid_worker",
+}
+ACTOR_OF = {"dispatcher": "centre:li", "handling_unit": "unit:U1", "inspector": "inspector:zhao"}
+_ids = iter(range(1_000_000))
+
+
+def cst(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=CST)
+
+
+def litter(reported: datetime, category: str = "litter") -> Registration:
+    reg = Registration(item_id="L-1", category=category, reported_at=reported, department="UM", unit=UNIT)
+    return apply_rulebook(reg, RULEBOOK, "china")
+
+
+def cmd(kind: str, at: datetime, **fields: Any) -> ItemCommand:
+    role = fields.pop("role", ROLE_OF[kind])
+    actor = fields.pop("actor", ACTOR_OF.get(role, f"{role}:x"))
+    if kind in ("accept", "submit_rectification", "return", "request_extension") and "unit" not in fields:
+        fields["unit"] = UNIT
+    if kind == "submit_rectification":
+        fields.setdefault("evidence", ["photo-1.jpg"])
+    if kind in ("cancel", "return", "request_extension", "reject_extension", "suspend", "merge"):
+        fields.setdefault("reason", "because")
+    return ItemCommand(
+        command_id=f"c{next(_ids)}", kind=kind, actor=actor, occurred_at=at, role=role, **fields
+    )
