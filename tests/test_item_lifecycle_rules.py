@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from item_helpers import OTHER_UNIT, RULEBOOK, UNIT, cmd, cst, litter
+from item_helpers import CST, OTHER_UNIT, RULEBOOK, UNIT, cmd, cst, litter
 
 from duban.errors import IllegalCommand
 from events import types as t
