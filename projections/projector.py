@@ -160,6 +160,16 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> list[str]:
     elif kind == t.ITEM_ESCALATED:
         view["escalation_level"] = p["level"]
         return ["escalated"]
+    elif kind == t.ITEM_RETURNED:
+        view["stage"] = "registered"  # back to the dispatcher
+    elif kind == t.ITEM_MERGED:
+        view["stage"] = "merged"
+    elif kind == t.EXTENSION_APPROVED:
+        view["resolution_deadline"] = parse_utc(p["deadline"], "deadline")
+    elif kind == t.ITEM_RESUMED and p["resolution_deadline"]:
+        view["resolution_deadline"] = parse_utc(p["resolution_deadline"], "resolution_deadline")
+    # The other lifecycle events (extension requests, suspensions, lights, grid calls, ratings) feed
+    # the indicators of issue 4; the item view does not show them yet.
     return []
 
 
