@@ -8,6 +8,8 @@ fail; the last two tests make exactly those changes and check that replay notice
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from duban.worker import workflow_runner
-from workflows import item_rules
+from workflows import item_rules, item_timers
 from workflows.item_workflow import SupervisionItemWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -35,7 +37,12 @@ def replayer() -> Replayer:
 
 
 def test_there_are_golden_histories_with_timers_and_activities() -> None:
-    assert {p.stem for p in HISTORIES} >= {"closed_on_time", "breached_and_escalated"}
+    assert {p.stem for p in HISTORIES} >= {
+        "closed_on_time",
+        "breached_and_escalated",
+        "governed_lifecycle",
+        "continued_as_new",
+    }
     text = (Path(__file__).parent / "histories" / "breached_and_escalated.json").read_text()
     assert "TIMER_FIRED" in text and "ACTIVITY_TASK_COMPLETED" in text
 
@@ -63,3 +70,21 @@ async def test_replay_fails_when_an_activity_is_removed(monkeypatch: pytest.Monk
 async def test_replay_fails_when_a_timer_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     path = Path(__file__).parent / "histories" / "breached_and_escalated.json"
     await _fails_after(lambda: monkeypatch.setattr(item_rules, "next_timer_at", lambda _state: None), path)
+
+
+async def test_replay_fails_when_the_escalation_rungs_are_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rulebook item's ladder (two rungs, each a durable timer) is part of its recorded history."""
+    path = Path(__file__).parent / "histories" / "governed_lifecycle.json"
+    original = item_timers._ladder
+    await _fails_after(lambda: monkeypatch.setattr(item_timers, "_ladder", lambda s: original(s)[:0]), path)
+
+
+def test_a_fresh_worker_process_replays_a_rulebook_item() -> None:
+    """A new process has no calendar cached: the worker must build it outside the sandbox."""
+    code = (
+        "import asyncio, sys; sys.path.insert(0, 'tests');"
+        "from test_golden_histories import load, replayer, Path;"
+        "asyncio.run(replayer().replay_workflow(load(Path('tests/histories/governed_lifecycle.json'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

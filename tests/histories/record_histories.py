@@ -1,6 +1,7 @@
 """Record the golden histories replayed by ``tests/test_golden_histories.py``.
 
-Run on a real dev server, in real time (about 15 s): ``python tests/histories/record_histories.py``.
+Run on a real dev server, in real time (about 20 s): ``python tests/histories/record_histories.py
+[scenario ...]`` (all scenarios if none is named).
 Each scenario runs one supervision item through a path of the current workflow code and writes its
 event history as ``<scenario>.json`` beside this file. Re-record only on purpose: a history recorded
 by older code that no longer replays means running items would break (see the patching policy in
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
@@ -25,7 +28,7 @@ from duban.db import make_engine
 from duban.worker import build_worker
 from events.store import EventStore
 from workflows import search_attributes as sa
-from workflows.item_model import CommandKind, ItemCommand, Registration
+from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 
 HERE = Path(__file__).resolve().parent
@@ -33,8 +36,10 @@ WINDOW = timedelta(seconds=4)
 QUEUE = "golden"
 
 
-def _cmd(item: str, kind: str, actor: str, **extra: object) -> ItemCommand:
-    return ItemCommand(f"{item}:{kind}", kind, actor, datetime.now(UTC), **extra)  # type: ignore[arg-type]
+def _cmd(item: str, kind: str, actor: str, tag: str = "", **extra: object) -> ItemCommand:
+    """A command dated now, with id ``<item>:<kind>`` (``:<tag>`` added when a kind repeats)."""
+    command_id = f"{item}:{kind}" + (f":{tag}" if tag else "")
+    return ItemCommand(command_id, kind, actor, datetime.now(UTC), **extra)  # type: ignore[arg-type]
 
 
 async def _start(client: Client, item: str) -> WorkflowHandle[SupervisionItemWorkflow, object]:
@@ -93,13 +98,135 @@ async def breached_and_escalated(client: Client) -> WorkflowHandle[SupervisionIt
     return handle
 
 
+def _policy() -> ItemPolicy:
+    """The default rulebook's shape with seconds-long limits, so that a real-time run sees every timer."""
+    seconds = lambda n: LimitSpec(str(Decimal(n) / 3600), "hours")  # noqa: E731
+    return ItemPolicy(
+        rulebook_version="golden",
+        calendar="china",
+        warning_thresholds=["0.50", "0.75", "0.80"],
+        yellow_threshold="0.80",
+        ladder=[RungSpec("department_head", seconds(0)), RungSpec("district_leader", seconds(1))],
+        redispatch_window=seconds(60),
+        extension_approvers=["duty_chief", "district_leader"],
+        suspension_review=seconds(600),
+        report_in=seconds(2),
+    )
+
+
+async def _start_governed(
+    client: Client, item: str, **extra: object
+) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    now = datetime.now(UTC)
+    reg = Registration(
+        item_id=item, category="litter", reported_at=now, department="Urban management", unit="U1",
+        town="Sibaoshan", zone="Asia/Shanghai", source="golden", resolution_deadline=now + WINDOW,
+        deadline_origin="rule", policy=_policy(),
+    )  # fmt: skip
+    opening = [
+        _cmd(item, "dispatch", "centre:golden", role="dispatcher", unit="U1"),
+        _cmd(item, "accept", "unit:U1", role="handling_unit", unit="U1"),
+    ]
+    return await client.start_workflow(
+        SupervisionItemWorkflow.run,
+        ItemWorkflowInput(reg, opening, **extra),  # type: ignore[arg-type]
+        id=f"item-{item}",
+        task_queue=QUEUE,
+    )
+
+
+async def governed_lifecycle(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """Grid call and a late report-in, a rating, an extension, a suspension, the breach and two rungs,
+    a failed verification (rework), then close-out: the exception paths of a rulebook item."""
+    item = "golden-lifecycle"
+    handle = await _start_governed(client, item)
+    update = SupervisionItemWorkflow.apply_command
+    await handle.execute_update(
+        update, _cmd(item, "grid_call", "grid:wang", role="grid_worker", departments=["PWD", "ISD"])
+    )
+    await handle.execute_update(
+        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD")
+    )
+    await handle.execute_update(
+        update, _cmd(item, "rate_responder", "grid:wang", role="grid_worker", department="PWD", rating=4)
+    )
+    extend = datetime.now(UTC) + 2 * WINDOW
+    await handle.execute_update(
+        update,
+        _cmd(
+            item,
+            "request_extension",
+            "unit:U1",
+            role="handling_unit",
+            unit="U1",
+            new_deadline=extend,
+            reason="parts",
+        ),
+    )
+    await handle.execute_update(update, _cmd(item, "approve_extension", "chief:golden", role="duty_chief"))
+    await handle.execute_update(
+        update, _cmd(item, "suspend", "chief:golden", role="duty_chief", reason="waiting for the owner")
+    )
+    await asyncio.sleep(1)
+    await handle.execute_update(update, _cmd(item, "resume", "chief:golden", role="duty_chief"))
+    await asyncio.sleep(2 * WINDOW.total_seconds() + 2.5)  # past the breach and both rungs
+    await handle.execute_update(
+        update, _cmd(item, "report_in", "unit:ISD", role="handling_unit", department="ISD", tag="ISD")
+    )
+    for kind, actor, role, extra in (
+        (
+            "submit_rectification",
+            "unit:U1",
+            "handling_unit",
+            {"unit": "U1", "evidence": ["p1.jpg"], "tag": "1"},
+        ),
+        ("verify", "inspector:golden", "inspector", {"passed": False, "notes": "still dirty", "tag": "1"}),
+        (
+            "submit_rectification",
+            "unit:U1",
+            "handling_unit",
+            {"unit": "U1", "evidence": ["p2.jpg"], "tag": "2"},
+        ),
+        ("verify", "inspector:golden", "inspector", {"notes": "clean", "tag": "2"}),
+        ("close", "centre:golden", "dispatcher", {}),
+    ):
+        await handle.execute_update(update, _cmd(item, kind, actor, role=role, **extra))
+    return handle
+
+
+async def continued_as_new(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """A rulebook item whose first run continues as new (history kept short); this is that first run."""
+    item = "golden-continued"
+    handle = await _start_governed(client, item, continue_as_new_after=20)
+    update = SupervisionItemWorkflow.apply_command
+    await handle.execute_update(
+        update, _cmd(item, "grid_call", "grid:wang", role="grid_worker", departments=["PWD"])
+    )
+    await handle.execute_update(
+        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD")
+    )
+    current = client.get_workflow_handle(handle.id)
+    for kind, actor, role, extra in (
+        ("submit_rectification", "unit:U1", "handling_unit", {"unit": "U1", "evidence": ["p1.jpg"]}),
+        ("verify", "inspector:golden", "inspector", {}),
+        ("close", "centre:golden", "dispatcher", {}),
+    ):
+        await current.execute_update(update, _cmd(item, kind, actor, role=role, **extra))
+    await current.result()
+    return client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+
+
 SCENARIOS: dict[str, Callable[[Client], Awaitable[WorkflowHandle[SupervisionItemWorkflow, object]]]] = {
     "closed_on_time": closed_on_time,
     "breached_and_escalated": breached_and_escalated,
+    "governed_lifecycle": governed_lifecycle,
+    "continued_as_new": continued_as_new,
 }
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (all if none is named); existing files of other scenarios stay."""
+    wanted = {name: SCENARIOS[name] for name in names or SCENARIOS}
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(find_binary("temporal")), search_attributes=sa.ALL_KEYS
     )
@@ -108,9 +235,10 @@ async def main() -> None:
         store = EventStore(make_engine(f"sqlite:///{folder.name}/events.db"))
         store.create()
         async with build_worker(env.client, QUEUE, EventRecorder(store, None, "golden"), max_cached=10):
-            handles = await asyncio.gather(*(run(env.client) for run in SCENARIOS.values()))
-            for name, handle in zip(SCENARIOS, handles, strict=True):
-                await handle.result()
+            handles = await asyncio.gather(*(run(env.client) for run in wanted.values()))
+            for name, handle in zip(wanted, handles, strict=True):
+                if name != "continued_as_new":
+                    await handle.result()
                 history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json() + "\n")
                 print(f"wrote {name}.json ({len(history.events)} events)")
@@ -120,4 +248,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
