@@ -1,5 +1,6 @@
 """The item workflow on the real dev server (the one ``duban stack up`` runs), in real time: the
-search attributes operators use in the Temporal UI find a breached, escalated item."""
+search attributes operators use in the Temporal UI (the README's queries) find breached, red and
+escalated items."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from duban.worker import build_worker
 from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, Registration
+from workflows.item_policy import apply_rulebook
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -85,3 +88,49 @@ async def test_breached_item_found_by_search_attributes(
         "DeadlineBreached",
         "ItemEscalated",
     ]
+
+
+async def test_the_operator_queries_of_the_readme_find_a_red_item_escalated_to_the_city(
+    dev_env: WorkflowEnvironment, event_store: EventStore
+) -> None:
+    """An item registered three weeks ago under the rulebook (litter, 2 working hours) is red and has
+    climbed every rung by the time it starts; the README's queries find it, and the memo says so."""
+    now = datetime.now(UTC)
+    item = f"dev-red-{now.timestamp():.0f}"
+    reported = now - timedelta(days=21)
+    reg = apply_rulebook(
+        Registration(
+            item, "litter", reported, department="UM", unit="U1", town="Qiaotou", zone="Asia/Shanghai"
+        ),
+        load_rulebook(DEFAULT_RULEBOOK_PATH),
+        "china",
+    )
+    opening = [
+        ItemCommand(f"{item}:dispatch", "dispatch", "centre:li", reported, role="dispatcher", unit="U1"),
+        ItemCommand(f"{item}:accept", "accept", "unit:U1", reported, role="handling_unit", unit="U1"),
+    ]
+    async with build_worker(dev_env.client, "dev-red", EventRecorder(event_store, None, "t"), max_cached=10):
+        handle = await dev_env.client.start_workflow(
+            SupervisionItemWorkflow.run,
+            ItemWorkflowInput(reg, opening),
+            id=f"item-{item}",
+            task_queue="dev-red",
+        )
+        mine = f"WorkflowId = 'item-{item}'"
+        red = f"{mine} AND DubanLight = 'red' AND DubanDepartment = 'UM' AND DubanTown = 'Qiaotou'"
+        assert await _visible(dev_env, red, handle.id)
+        assert await _visible(
+            dev_env, f"{mine} AND DubanEscalationLevel >= 2", handle.id
+        )  # district leader up
+        assert await _visible(
+            dev_env, f"{mine} AND DubanStage = 'accepted' AND DubanOverdue = true", handle.id
+        )
+        memo = await (await handle.describe()).memo()
+        assert (memo["light"], memo["escalated_to"], memo["rulebook_version"]) == (
+            "red",
+            "city_order",
+            "2026.2",
+        )
+        await handle.terminate("test over")
+    rungs = [e.payload["rung"] for e in event_store.read(item) if e.event_type == "ItemEscalated"]
+    assert rungs == ["department_head", "district_leader", "district_order", "city_order"]
