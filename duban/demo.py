@@ -4,7 +4,9 @@ Takes the first cases of the Boston sample (their categories, departments and ar
 now with a resolution window of ``window_minutes`` (response window a quarter of it), and plays four
 fates so that warnings, breaches and escalations happen within about a minute: closed early (no
 warning), closed after the warning (on time), closed after the breach (overdue, escalated), and left
-open (breached, escalated, still waiting in the Temporal UI). The stack is left running.
+open (breached, escalated, still waiting in the Temporal UI). Items run under the default rulebook's
+rules (thresholds, traffic lights, the escalation ladder, roles) with its delays scaled to the window,
+so lights and rungs change while you watch. The stack is left running.
 """
 
 from __future__ import annotations
@@ -26,12 +28,30 @@ from duban.probes import ensure_topics
 from duban.stack import stack_up
 from duban.worker import build_worker
 from events.store import EventStore
-from workflows.item_model import CommandKind, ItemCommand, Registration
+from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
+from workflows.item_policy import policy_of
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
 DEFAULT_SAMPLE = Path("../shared/data/boston311_2022_sample.csv")
 FATES = ("closed early", "closed after warning", "closed after breach", "left open")
 CLOSE_AT = {0: 0.3, 1: 0.85, 2: 1.25}  # share of the resolution window at which each fate closes
+
+
+def _hours(seconds: float) -> LimitSpec:
+    return LimitSpec(f"{seconds / 3600:.6f}", "hours")
+
+
+def demo_policy(now: datetime, window: timedelta) -> ItemPolicy:
+    """The rulebook version in force ``now`` on China's calendar, with every delay scaled to
+    ``window``: rungs at the breach and then every half window, grid calls answered in a tenth."""
+    policy = policy_of(load_rulebook(DEFAULT_RULEBOOK_PATH).in_force(now), "china")
+    step = window.total_seconds()
+    policy.ladder = [RungSpec(r.name, _hours(0 if i == 0 else step / 2)) for i, r in enumerate(policy.ladder)]
+    policy.redispatch_window = _hours(step / 4)
+    policy.suspension_review = _hours(step)
+    policy.report_in = _hours(step / 10)
+    return policy
 
 
 def _registration(case_id: str, base: object, now: datetime, window: timedelta) -> Registration:
@@ -44,7 +64,7 @@ def _registration(case_id: str, base: object, now: datetime, window: timedelta) 
         category_group=base.category_group,
         reported_at=now,
         department=base.department,
-        unit=base.unit,
+        unit=base.unit or base.department or "unit",
         town=base.town,
         community=base.community,
         grid=base.grid,
@@ -54,37 +74,60 @@ def _registration(case_id: str, base: object, now: datetime, window: timedelta) 
         response_deadline=now + window / 4,
         resolution_deadline=now + window,
         deadline_origin="rule",
+        policy=demo_policy(now, window),
     )
 
 
 async def _play(
     client: Client, queue: str, reg: Registration, fate: int, window: timedelta, now: datetime
 ) -> str:
+    dispatch = ItemCommand(
+        f"{reg.item_id}:dispatch",
+        CommandKind.DISPATCH,
+        "dispatcher:demo",
+        now,
+        role="dispatcher",
+        unit=reg.unit,
+    )
     handle = await client.start_workflow(
         SupervisionItemWorkflow.run,
-        ItemWorkflowInput(
-            reg, [ItemCommand(f"{reg.item_id}:dispatch", CommandKind.DISPATCH, "dispatcher:demo", now)]
-        ),
+        ItemWorkflowInput(reg, [dispatch]),
         id=f"item-{reg.item_id}",
         task_queue=queue,
     )
-    unit = f"unit:{reg.unit or reg.department}"
+    unit = f"unit:{reg.unit}"
     await asyncio.sleep(window.total_seconds() / 8)
     await handle.execute_update(
         SupervisionItemWorkflow.apply_command,
-        ItemCommand(f"{reg.item_id}:accept", CommandKind.ACCEPT, unit, datetime.now(UTC)),
+        ItemCommand(
+            f"{reg.item_id}:accept",
+            CommandKind.ACCEPT,
+            unit,
+            datetime.now(UTC),
+            role="handling_unit",
+            unit=reg.unit,
+        ),
     )
     if fate not in CLOSE_AT:
         return f"{reg.item_id}: {FATES[fate]}"
     await asyncio.sleep(window.total_seconds() * CLOSE_AT[fate] - window.total_seconds() / 8)
-    for kind, actor in (
-        (CommandKind.SUBMIT_RECTIFICATION, unit),
-        (CommandKind.VERIFY, "inspector:demo"),
-        (CommandKind.CLOSE, "office:demo"),
+    for kind, actor, role in (
+        (CommandKind.SUBMIT_RECTIFICATION, unit, "handling_unit"),
+        (CommandKind.VERIFY, "inspector:demo", "inspector"),
+        (CommandKind.CLOSE, "dispatcher:demo", "dispatcher"),
     ):
+        evidence = ["demo-photo.jpg"] if kind == CommandKind.SUBMIT_RECTIFICATION else []
         await handle.execute_update(
             SupervisionItemWorkflow.apply_command,
-            ItemCommand(f"{reg.item_id}:{kind}", kind, actor, datetime.now(UTC)),
+            ItemCommand(
+                f"{reg.item_id}:{kind}",
+                kind,
+                actor,
+                datetime.now(UTC),
+                role=role,
+                unit=reg.unit if evidence else "",
+                evidence=evidence,
+            ),
         )
     outcome = await handle.result()
     level = outcome.escalation_level
@@ -138,7 +181,10 @@ async def run_demo(
     print(f"\nTemporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")
     print("Find the items with queries such as:")
     print(f"  WorkflowId STARTS_WITH 'item-demo-{run}'")
-    print("  DubanEscalationLevel >= 1 AND DubanStage != 'closed'")
+    print(
+        "  DubanEscalationLevel >= 2 AND DubanStage != 'closed'   (escalated to a district leader or above)"
+    )
+    print(f"  DubanLight = 'red' AND DubanDepartment = '{cases[0].department}'")
     print(f"  DubanDepartment = '{cases[0].department}' AND DubanOverdue = true")
     print(
         "The stack keeps running: `duban stack down` stops it. Open items wait for a worker (`duban worker`)."

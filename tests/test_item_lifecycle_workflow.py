@@ -252,3 +252,73 @@ async def test_an_illegal_role_is_refused_by_the_update_validator(
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
             ]
             await handle.terminate("test over")
+
+
+async def test_every_exception_path_through_updates_and_signals(
+    workflow_env: WorkflowEnvironment, event_store: EventStore, item_worker: ItemWorkerFactory
+) -> None:
+    """Return and re-dispatch, a grid call with a late report-in, a rating, rework, close-out; a
+    rejected extension, a suspension and a merge; a cancel."""
+    env = workflow_env
+    a, b, c = (governed(cst(11, 2, 9, 0)) for _ in range(3))
+    with env.auto_time_skipping_disabled():
+        clock = await BusinessClock.starting(env, a.reported_at)
+        async with item_worker() as queue:
+            dispatch_only = [cmd("dispatch", a.reported_at, unit="U1", department="UM")]
+            ha = await start(env, queue, a, clock, initial=dispatch_only)
+            hb, hc = await start(env, queue, b, clock), await start(env, queue, c, clock)
+            await wait_for_types(event_store, a.item_id, t.ITEM_DISPATCHED)
+            at = cst(11, 2, 9, 5)
+            for command in (
+                cmd("return", at, reason="not our street"),
+                cmd("dispatch", at, unit="U2", department="Greening"),
+                cmd("accept", at, unit="U2"),
+                cmd("grid_call", at, actor="grid:wang", departments=["PWD", "ISD"]),
+                cmd("report_in", at, department="PWD", unit="PWD"),
+            ):
+                await update(ha, command)
+            await clock.at(cst(11, 2, 9, 40))  # ISD's arrival deadline (09:35) passes
+            await wait_for_types(event_store, a.item_id, t.REPORT_IN_OVERDUE)
+            at = cst(11, 2, 9, 40)
+            for command in (
+                cmd("report_in", at, department="ISD", unit="ISD"),
+                cmd("rate_responder", at, actor="grid:wang", department="ISD", rating=2),
+                cmd("submit_rectification", at, unit="U2"),
+                cmd("verify", at, passed=False, notes="still there"),
+                cmd("submit_rectification", at, unit="U2", evidence=["after.jpg"]),
+                cmd("verify", at),
+                cmd("close", at),
+            ):
+                await ha.signal(SupervisionItemWorkflow.submit_command, command)
+            result = await ha.result()
+            assert (result.stage, result.on_time) == ("closed", True)
+            late = [
+                e.payload["late"]
+                for e in stored(event_store, a.item_id)
+                if e.event_type == t.DEPARTMENT_REPORTED_IN
+            ]
+            assert late == [False, True]
+            assert [e for e in types_of(stored(event_store, a.item_id)) if e not in TIMER_EVENTS] == [
+                t.ITEM_REGISTERED, t.ITEM_DISPATCHED, t.ITEM_RETURNED, t.ITEM_DISPATCHED, t.ITEM_ACCEPTED,
+                t.GRID_CALL_PLACED, t.DEPARTMENT_REPORTED_IN, t.REPORT_IN_OVERDUE, t.DEPARTMENT_REPORTED_IN,
+                t.RESPONDER_RATED, t.RECTIFICATION_SUBMITTED, t.RECTIFICATION_VERIFIED, t.REWORK_ORDERED,
+                t.RECTIFICATION_SUBMITTED, t.RECTIFICATION_VERIFIED, t.ITEM_CLOSED,
+            ]  # fmt: skip
+
+            for command in (
+                cmd("request_extension", at, new_deadline=cst(11, 3, 17, 30)),
+                cmd("reject_extension", at, reason="two hours are enough"),
+                cmd("suspend", at),
+                cmd("resume", at),
+                cmd("merge", at, into_item_id=a.item_id, reason="same pile"),
+            ):
+                await update(hb, command)
+            assert (await hb.result()).stage == "merged"
+            await update(hc, cmd("cancel", at, reason="not a city matter"))
+            assert (await hc.result()).stage == "cancelled"
+            kinds = [e for e in types_of(stored(event_store, b.item_id)) if e not in TIMER_EVENTS]
+            assert kinds[3:] == [
+                t.EXTENSION_REQUESTED, t.EXTENSION_REJECTED, t.ITEM_SUSPENDED, t.ITEM_RESUMED, t.ITEM_MERGED
+            ]  # fmt: skip
+            [merged] = of_type(stored(event_store, b.item_id), t.ITEM_MERGED)
+            assert merged.payload["into_item_id"] == a.item_id
