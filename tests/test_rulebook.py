@@ -25,6 +25,7 @@ from workflows.rulebook import (
     DEFAULT_RULEBOOK_PATH,
     DEFAULT_WARNING_THRESHOLDS,
     LimitRule,
+    Procedures,
     RulebookError,
     TimeLimit,
     TimeUnit,
@@ -234,6 +235,11 @@ def test_unknown_unit_message() -> None:
         ("versions[0].limits[0].limit.units", "hours"),  # unknown key
         ("versions[0].limits[0].step", "*"),  # a step is never a wildcard
         ("versions[0].limits[6]", LITTER_AGAIN),  # a second litter/*/resolution rule
+        ("versions[0].procedures.report_in.unit", "minutes"),
+        ("versions[0].procedures.extension_approvers[1]", ""),
+        ("versions[0].procedures.extension_approvers", "duty_chief"),  # not a list
+        ("versions[0].procedures.suspension_review.amount", 2.5),  # whole days
+        ("versions[1].procedures.approvers", ["duty_chief"]),  # unknown key
     ],
 )
 def test_rejections_name_the_field_path(path: str, value: object) -> None:
@@ -282,3 +288,21 @@ def test_load_rulebook_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(RulebookError) as err:
         load_rulebook(tmp_path / "missing.yaml")
     assert err.value.field == "rulebook"
+
+
+def test_procedures_of_the_default_file_and_their_defaults() -> None:
+    for v in load_rulebook(DEFAULT_RULEBOOK_PATH).versions:
+        assert v.procedures == Procedures()  # the file states the defaults explicitly
+    p = Procedures()
+    assert p.report_in == tl("0.5", "hours")  # DOMAIN.md anchor: 30 minutes (Beijing)
+    assert p.extension_approvers == ("duty_chief", "district_leader")
+    assert (p.redispatch_window, p.suspension_review) == (tl(2, "working_hours"), tl(30, "calendar_days"))
+    data = raw()
+    del data["versions"][0]["procedures"]
+    data["versions"][1]["procedures"] = {"extension_approvers": ["duty_chief"]}
+    first, second = parse_rulebook(data, "test").versions
+    assert first.procedures == Procedures()
+    assert (
+        second.procedures.extension_approvers == ("duty_chief",)
+        and second.procedures.report_in == p.report_in
+    )
