@@ -30,6 +30,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
+	$(BIN)/python bench/bench_order.py
 
 demo: $(STAMP)
 	$(BIN)/duban demo
