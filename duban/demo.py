@@ -6,7 +6,8 @@ fates so that warnings, breaches and escalations happen within about a minute: c
 warning), closed after the warning (on time), closed after the breach (overdue, escalated), and left
 open (breached, escalated, still waiting in the Temporal UI). Items run under the default rulebook's
 rules (thresholds, traffic lights, the escalation ladder, roles) with its delays scaled to the window,
-so lights and rungs change while you watch. The stack is left running.
+so lights and rungs change while you watch: an open item is red and escalated to the district leader
+when the demo ends. The stack is left running.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 DEFAULT_SAMPLE = Path("../shared/data/boston311_2022_sample.csv")
 FATES = ("closed early", "closed after warning", "closed after breach", "left open")
 CLOSE_AT = {0: 0.3, 1: 0.85, 2: 1.25}  # share of the resolution window at which each fate closes
+LEFT_OPEN_UNTIL = 1.6  # share of the window the demo watches an open item: past the second rung (1.5)
 
 
 def _hours(seconds: float) -> LimitSpec:
@@ -108,8 +110,13 @@ async def _play(
             unit=reg.unit,
         ),
     )
-    if fate not in CLOSE_AT:
-        return f"{reg.item_id}: {FATES[fate]}"
+    if fate not in CLOSE_AT:  # wait until the ladder reaches the district leader (half a window on)
+        await asyncio.sleep(window.total_seconds() * (LEFT_OPEN_UNTIL - 1 / 8))
+        state = await handle.query(SupervisionItemWorkflow.state)
+        assert state is not None
+        return (
+            f"{reg.item_id}: {FATES[fate]} → light {state.light}, escalation level {state.escalation_level}"
+        )
     await asyncio.sleep(window.total_seconds() * CLOSE_AT[fate] - window.total_seconds() / 8)
     for kind, actor, role in (
         (CommandKind.SUBMIT_RECTIFICATION, unit, "handling_unit"),
