@@ -79,8 +79,20 @@ async def baseline(client: Client, queue: str, regs: list[Registration], now: da
     await asyncio.gather(*(start(r) for r in regs))
     await cancel_all(client, regs, now)
     for reg in regs:
-        await client.get_workflow_handle(f"item-{reg.item_id}").result()
+        await finished(client, f"item-{reg.item_id}")
     return len(regs) / (time.monotonic() - started)
+
+
+async def finished(client: Client, workflow_id: str) -> None:
+    """Wait for a workflow to close. The test server's history long-poll can come back empty under
+    load (the SDK then raises "No completion event found"): ask again."""
+    while True:
+        try:
+            await client.get_workflow_handle(workflow_id).result()
+            return
+        except RuntimeError as exc:
+            if "No completion event" not in str(exc):
+                raise
 
 
 async def order(
@@ -99,6 +111,7 @@ async def order(
     while not (await current.query(SupervisionOrderWorkflow.summary)).started_all:
         await asyncio.sleep(0.5)
     await cancel_all(client, regs, now)
+    await finished(client, handle.id)
     summary = await client.get_workflow_handle_for(SupervisionOrderWorkflow.run, handle.id).result()
     return len(regs) / (time.monotonic() - started), summary
 

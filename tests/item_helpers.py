@@ -176,6 +176,8 @@ def cmd(kind: str, at: datetime, **fields: Any) -> ItemCommand:
         fields["unit"] = UNIT
     if kind == "submit_rectification":
         fields.setdefault("evidence", ["photo-1.jpg"])
+    if kind == "verify":
+        fields.setdefault("unit", "QA")  # the inspection team, never the rectifying unit
     if kind in ("cancel", "return", "request_extension", "reject_extension", "suspend", "merge"):
         fields.setdefault("reason", "because")
     return ItemCommand(

@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 from duban.worker import workflow_runner
 from workflows import item_rules, item_timers
 from workflows.item_workflow import SupervisionItemWorkflow
+from workflows.order_workflow import SupervisionOrderWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -33,7 +34,9 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[SupervisionItemWorkflow], workflow_runner=workflow_runner())
+    return Replayer(
+        workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow], workflow_runner=workflow_runner()
+    )
 
 
 def test_there_are_golden_histories_with_timers_and_activities() -> None:
@@ -41,7 +44,10 @@ def test_there_are_golden_histories_with_timers_and_activities() -> None:
         "closed_on_time",
         "breached_and_escalated",
         "governed_lifecycle",
+        "governed_exceptions",
         "continued_as_new",
+        "order_member",
+        "order_workflow",
     }
     text = (Path(__file__).parent / "histories" / "breached_and_escalated.json").read_text()
     assert "TIMER_FIRED" in text and "ACTIVITY_TASK_COMPLETED" in text
@@ -88,3 +94,13 @@ def test_a_fresh_worker_process_replays_a_rulebook_item() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+async def test_replay_fails_when_the_order_notification_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order's item signals the order (a command in its history) whenever its summary changes."""
+    path = Path(__file__).parent / "histories" / "order_member.json"
+
+    async def silent(self: SupervisionItemWorkflow) -> None:
+        return None
+
+    await _fails_after(lambda: monkeypatch.setattr(SupervisionItemWorkflow, "_tell_order", silent), path)

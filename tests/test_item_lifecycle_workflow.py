@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import pytest
 from item_helpers import cmd, cst, litter, of_type, state_of, stored, types_of, update, wait_for_types
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from events import types as t
@@ -322,3 +322,36 @@ async def test_every_exception_path_through_updates_and_signals(
             ]  # fmt: skip
             [merged] = of_type(stored(event_store, b.item_id), t.ITEM_MERGED)
             assert merged.payload["into_item_id"] == a.item_id
+
+
+async def test_malformed_or_far_future_signals_are_refused_without_stopping_the_item(
+    workflow_env: WorkflowEnvironment, event_store: EventStore, item_worker: ItemWorkerFactory
+) -> None:
+    """A signal dated without a UTC offset, one dated days ahead and one with an empty actor are each
+    refused with the reason in ``state.rejected``; the command queued behind them still applies."""
+    env = workflow_env
+    reg = governed(cst(11, 2, 9, 0))
+    with env.auto_time_skipping_disabled():
+        clock = await BusinessClock.starting(env, reg.reported_at)
+        async with item_worker() as queue:
+            handle = await start(env, queue, reg, clock)
+            await wait_for_types(event_store, reg.item_id, t.ITEM_ACCEPTED)
+            now = await clock.now()
+            naive = cmd("submit_rectification", now.replace(tzinfo=None))
+            ahead = cmd("cancel", now + timedelta(days=10), reason="typo in the date")
+            nobody = cmd("submit_rectification", now, actor="")
+            good = cmd("submit_rectification", now)
+            for command in (naive, ahead, nobody, good):
+                await handle.signal(SupervisionItemWorkflow.submit_command, command)
+            await wait_for_types(event_store, reg.item_id, t.RECTIFICATION_SUBMITTED)
+            state = await state_of(handle)
+            reasons = {r.command_id: r.reason for r in state.rejected}
+            assert reasons[naive.command_id] == "occurred_at must be an aware datetime (with a UTC offset)"
+            assert "in the future" in reasons[ahead.command_id]
+            assert reasons[nobody.command_id] == "actor must not be empty"
+            assert state.applied_command_ids[-1] == good.command_id and state.stage == "rectified"
+            with pytest.raises(WorkflowUpdateFailedError) as info:  # an update is refused up front
+                await update(handle, cmd("verify", now, actor=" "))
+            assert "actor must not be empty" in str(info.value.cause)
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            await handle.terminate("test over")

@@ -269,7 +269,7 @@ def test_verify_by_the_submitter_is_illegal() -> None:
         (cmd("x", "teleport", at(1)), "unknown command kind 'teleport'"),
         (
             cmd("n", "submit_rectification", datetime(2022, 1, 1, 1)),
-            "occurred_at must be an aware UTC datetime",
+            "occurred_at must be an aware datetime",
         ),
     ],
 )

@@ -79,7 +79,7 @@ def test_default_file_holds_the_domain_anchors() -> None:
 def test_in_force_picks_the_version_by_registration_instant() -> None:
     with pytest.raises(ValidationError) as err:
         RULEBOOK.in_force(cst(2025, 12, 31, 23, 59, 59))
-    assert err.value.field == "registered_at"
+    assert err.value.field == "reported_at"
     assert RULEBOOK.in_force(cst(2026, 1, 1)).version == "2026.1"  # exactly effective_from
     assert RULEBOOK.in_force(cst(2026, 3, 1)).version == "2026.1"
     assert RULEBOOK.in_force(cst(2026, 6, 30, 23, 59, 59)).version == "2026.1"
@@ -97,7 +97,7 @@ def test_in_force_picks_the_version_by_registration_instant() -> None:
 def test_in_force_refuses_a_naive_instant() -> None:
     with pytest.raises(ValidationError) as err:
         RULEBOOK.in_force(datetime(2026, 3, 1))
-    assert err.value.field == "registered_at"
+    assert err.value.field == "reported_at"
 
 
 def rule(category: str, urgency: str, amount: object, unit: str) -> dict[str, Any]:

@@ -63,19 +63,55 @@ _UNIT_BOUND = frozenset({K.ACCEPT, K.SUBMIT_RECTIFICATION, K.RETURN, K.REQUEST_E
 _NEEDS_REASON = frozenset({K.CANCEL, K.RETURN, K.REQUEST_EXTENSION, K.REJECT_EXTENSION, K.SUSPEND, K.MERGE})
 
 
+_TEXT_FIELDS = ("command_id", "kind", "actor", "department", "unit", "notes", "reason", "role", "location")
+_TEXT_LIST_FIELDS = ("evidence", "departments")
+
+
+def _aware(value: object) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
+
+
+def shape_problem(cmd: ItemCommand) -> str | None:
+    """What is malformed about ``cmd`` as data (a field of the wrong type, a naive datetime, an empty
+    id or actor), or ``None``. Checked before anything else, so no rule ever sees a malformed command."""
+    for name in (*_TEXT_FIELDS, "into_item_id"):
+        if not isinstance(getattr(cmd, name), str):
+            return f"{name} must be a string"
+    for name in _TEXT_LIST_FIELDS:
+        value = getattr(cmd, name)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            return f"{name} must be a list of non-empty strings"
+    if not cmd.command_id.strip():
+        return "command_id must not be empty"
+    if not cmd.actor.strip():
+        return "actor must not be empty"
+    if not _aware(cmd.occurred_at):
+        return "occurred_at must be an aware datetime (with a UTC offset)"
+    if cmd.new_deadline is not None and not _aware(cmd.new_deadline):
+        return "new_deadline must be an aware datetime (with a UTC offset)"
+    if not isinstance(cmd.passed, bool):
+        return "passed must be true or false"
+    if isinstance(cmd.rating, bool) or not isinstance(cmd.rating, int):
+        return "rating must be a whole number"
+    return None
+
+
 def check_command(state: ItemState, cmd: ItemCommand) -> None:
     """Raise ``IllegalCommand`` (with the reason) if ``cmd`` may not be applied now; else return.
 
-    A command id already applied is legal (it will be a no-op), so redelivery never fails.
+    A command id already applied is legal when it is the same kind (a redelivery: a no-op), so
+    redelivery never fails; an id reused for another kind is refused.
     """
+    problem = shape_problem(cmd)
+    if problem is not None:
+        raise IllegalCommand(problem)
     if cmd.command_id in state.applied_command_ids:
+        used_for = state.applied_kinds.get(cmd.command_id, cmd.kind)
+        if used_for != cmd.kind:
+            raise IllegalCommand(f"command id {cmd.command_id!r} was already used for a {used_for} command")
         return
-    if not cmd.command_id.strip():
-        raise IllegalCommand("command_id must not be empty")
     if cmd.kind not in STAGES:
         raise IllegalCommand(f"unknown command kind {cmd.kind!r}; known: {', '.join(STAGES)}")
-    if cmd.occurred_at.tzinfo is None:
-        raise IllegalCommand("occurred_at must be an aware UTC datetime")
     policy = state.registration.policy
     if policy is None and cmd.kind not in BASIC_KINDS:
         raise IllegalCommand(f"{cmd.kind} needs an item registered under a rulebook (this one has none)")
@@ -88,8 +124,23 @@ def check_command(state: ItemState, cmd: ItemCommand) -> None:
     if cmd.kind == K.VERIFY and state.rectified_by and cmd.actor == state.rectified_by:
         raise IllegalCommand(f"{cmd.actor} submitted the rectification and cannot verify it")
     if policy is not None:
+        _check_order(state, cmd)
+        if cmd.kind in (K.APPROVE_EXTENSION, K.REJECT_EXTENSION):
+            _decide_extension(state, cmd)
         _check_role(state, cmd)
         _CHECKS.get(cmd.kind, _no_check)(state, cmd)
+
+
+def _check_order(state: ItemState, cmd: ItemCommand) -> None:
+    """Commands of a rulebook item keep their order: none is dated before the registration or the
+    previous applied command (a resume before its suspension would move the deadline back)."""
+    floor, what = state.registration.reported_at, "the registration"
+    if state.last_command_at is not None and state.last_command_at > floor:
+        floor, what = state.last_command_at, "the previous command"
+    if cmd.occurred_at < floor:
+        raise IllegalCommand(
+            f"occurred_at {format_utc(cmd.occurred_at)} is before {what} ({format_utc(floor)})"
+        )
 
 
 def _no_check(state: ItemState, cmd: ItemCommand) -> None:
@@ -138,7 +189,9 @@ def _submit(state: ItemState, cmd: ItemCommand) -> None:
 
 
 def _verify(state: ItemState, cmd: ItemCommand) -> None:
-    if cmd.unit and cmd.unit == state.rectified_unit:
+    if not cmd.unit.strip():
+        raise IllegalCommand("verify needs the inspector's unit (it must not be the rectifying unit)")
+    if cmd.unit == state.rectified_unit:
         raise IllegalCommand(f"unit {cmd.unit!r} rectified the item and cannot verify it")
 
 
@@ -169,6 +222,8 @@ def _request_extension(state: ItemState, cmd: ItemCommand) -> None:
 def _decide_extension(state: ItemState, cmd: ItemCommand) -> None:
     if state.pending_extension is None:
         raise IllegalCommand("no extension request is awaiting a decision")
+    if cmd.actor == state.pending_extension.requested_by:
+        raise IllegalCommand(f"{cmd.actor} requested the extension and cannot decide it")
     if cmd.kind == K.APPROVE_EXTENSION:
         _resolution_open(state, cmd.occurred_at, "extension cannot be approved")
 
@@ -184,7 +239,7 @@ def _resume(state: ItemState, cmd: ItemCommand) -> None:
 
 
 def _merge(state: ItemState, cmd: ItemCommand) -> None:
-    if not cmd.into_item_id.strip() or cmd.into_item_id == state.item_id:
+    if not cmd.into_item_id.strip() or cmd.into_item_id.strip() == state.item_id.strip():
         raise IllegalCommand("merge needs into_item_id, the id of another item (the one that survives)")
 
 
@@ -205,6 +260,10 @@ def _responder(state: ItemState, department: str) -> Responder:
 
 
 def _report_in(state: ItemState, cmd: ItemCommand) -> None:
+    if cmd.unit != cmd.department:
+        raise IllegalCommand(
+            f"unit {cmd.unit or '(none)'!r} cannot report in for department {cmd.department!r}"
+        )
     if _responder(state, cmd.department).reported_in_at is not None:
         raise IllegalCommand(f"department {cmd.department!r} has already reported in")
 
@@ -217,7 +276,7 @@ def _rate(state: ItemState, cmd: ItemCommand) -> None:
         raise IllegalCommand(f"department {cmd.department!r} has not reported in yet")
     if responder.rating:
         raise IllegalCommand(f"department {cmd.department!r} is already rated")
-    if isinstance(cmd.rating, bool) or not isinstance(cmd.rating, int) or not 1 <= cmd.rating <= 5:
+    if not 1 <= cmd.rating <= 5:
         raise IllegalCommand("rating must be a whole number from 1 to 5")
 
 
@@ -227,8 +286,6 @@ _CHECKS: dict[str, Callable[[ItemState, ItemCommand], None]] = {
     K.SUBMIT_RECTIFICATION: _submit,
     K.VERIFY: _verify,
     K.REQUEST_EXTENSION: _request_extension,
-    K.APPROVE_EXTENSION: _decide_extension,
-    K.REJECT_EXTENSION: _decide_extension,
     K.SUSPEND: _suspend,
     K.RESUME: _resume,
     K.MERGE: _merge,

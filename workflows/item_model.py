@@ -277,6 +277,8 @@ class ItemState:
     rectified_by: str = ""
     closed_at: datetime | None = None
     applied_command_ids: list[str] = field(default_factory=list)
+    applied_kinds: dict[str, str] = field(default_factory=dict)
+    last_command_at: datetime | None = None
     rejected: list[CommandOutcome] = field(default_factory=list)
 
     @property

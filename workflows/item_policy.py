@@ -118,7 +118,7 @@ def apply_rulebook(reg: Registration, rulebook: Rulebook, calendar: str) -> Regi
     (``deadline_origin="source"``) overrides any rule and runs on the clock basis.
 
     Raises:
-        ValidationError: ``registered_at`` before the first version; an unknown calendar.
+        ValidationError: ``reported_at`` before the first version; an unknown calendar.
     """
     version = rulebook.in_force(reg.reported_at)
     policy = policy_of(version, calendar)

@@ -90,8 +90,14 @@ def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
         raise ValidationError("item_id", "must not be empty")
     if not reg.category.strip():
         raise ValidationError("category", "must not be empty")
+    if not reg.actor.strip():
+        raise ValidationError("actor", "must not be empty")
     for name in ("reported_at", "response_deadline", "resolution_deadline"):
         _aware(getattr(reg, name), name)
+    for name in ("response_deadline", "resolution_deadline"):
+        due = getattr(reg, name)
+        if reg.policy is not None and due is not None and due <= reg.reported_at:
+            raise ValidationError(name, "must be after reported_at on an item registered under a rulebook")
     if not 0 < reg.warning_fraction < 1:
         raise ValidationError("warning_fraction", "must be between 0 and 1 (exclusive)")
     state = ItemState(registration=reg, department=reg.department, unit=reg.unit)
@@ -139,6 +145,8 @@ def apply_command(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     if cmd.command_id in state.applied_command_ids:
         return []
     state.applied_command_ids.append(cmd.command_id)
+    state.applied_kinds[cmd.command_id] = cmd.kind
+    state.last_command_at = max(cmd.occurred_at, state.last_command_at or cmd.occurred_at)
     events = _HANDLERS[cmd.kind](state, cmd)
     rearm(state)
     return events

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from events import types as t
 from events.codec import format_utc
 from events.envelope import EventEnvelope
+from workflows.item_checks import shape_problem
 from workflows.item_events import SYSTEM_TIMER_ACTOR, emit
 from workflows.item_model import ESCALATION_LADDER, RED, YELLOW, ItemCommand, ItemState, MilestoneClock, Timer
 from workflows.item_policy import advance, elapsed, limit_deadline, share_seconds
@@ -251,14 +252,21 @@ def _fire(state: ItemState, tm: Timer) -> list[EventEnvelope]:
     ]
 
 
-def waiting_for_timer(state: ItemState, cmd: ItemCommand, now: datetime) -> datetime | None:
+def waiting_for_timer(
+    state: ItemState, cmd: ItemCommand, now: datetime, lead_tolerance_s: float | None = None
+) -> datetime | None:
     """The pending timer a command must wait for, or ``None`` if it can be applied now.
 
     A command dated after ``now`` (allowed within the lead tolerance; a simulation delivers a day's
     commands at the start of the day) is applied only once every timer due before its
     ``occurred_at`` has fired, so events keep business-time order. Commands dated at or before
-    ``now`` never wait.
+    ``now`` never wait, and neither does a command that will be refused anyway (malformed, or dated
+    more than ``lead_tolerance_s`` seconds ahead): it must not hold up the commands behind it.
     """
+    if shape_problem(cmd) is not None:
+        return None
+    if lead_tolerance_s is not None and (cmd.occurred_at - now).total_seconds() > lead_tolerance_s:
+        return None
     due = next_timer_at(state)
     if due is not None and now < due < cmd.occurred_at:
         return due

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.event_recording import RecordEventsInput
     from duban.errors import IllegalCommand, ValidationError
     from events.envelope import EventEnvelope
-    from workflows import item_rules
+    from workflows import item_checks, item_rules
     from workflows import search_attributes as sa
     from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
     from workflows.order_model import ItemProgress, order_workflow_id
@@ -123,7 +123,8 @@ class SupervisionItemWorkflow:
         assert self._state is not None
         head = self._inbox[0] if self._inbox else None
         now = self._business_now()
-        return head is not None and item_rules.waiting_for_timer(self._state, head, now) is None
+        tolerance = self._input.command_lead_tolerance_s
+        return head is not None and item_rules.waiting_for_timer(self._state, head, now, tolerance) is None
 
     async def _wait_for_work(self) -> None:
         """Sleep until the next timer is due or a command can be applied, whichever comes first."""
@@ -145,11 +146,14 @@ class SupervisionItemWorkflow:
         done: list[CommandOutcome] = []
         while self._inbox:
             cmd = self._inbox[0]
-            if item_rules.waiting_for_timer(self._state, cmd, now) is not None:
+            if item_rules.waiting_for_timer(self._state, cmd, now, self._input.command_lead_tolerance_s):
                 break
             self._inbox.pop(0)
-            events += item_rules.fire_due_timers(self._state, min(cmd.occurred_at, now))
             try:
+                problem = item_checks.shape_problem(cmd)  # a malformed signal is refused, never fatal
+                if problem is not None:
+                    raise IllegalCommand(problem)
+                events += item_rules.fire_due_timers(self._state, min(cmd.occurred_at, now))
                 item_rules.check_command_time(cmd, now, self._input.command_lead_tolerance_s)
                 produced = item_rules.apply_command(self._state, cmd)
                 done.append(CommandOutcome(cmd.command_id, True, "", [e.event_type for e in produced]))

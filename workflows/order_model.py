@@ -35,6 +35,7 @@ class ItemProgress:
 
     @classmethod
     def of(cls, state: ItemState) -> ItemProgress:
+        """The progress of ``state`` (stage ``suspended`` while the item is suspended)."""
         stage = "suspended" if state.suspended else str(state.stage)
         light = state.light if state.registration.policy else ""
         return cls(state.item_id, stage, light, state.overdue, state.escalation_level)
@@ -49,7 +50,7 @@ class ItemProgress:
 class OrderInput:
     """Start input of ``SupervisionOrderWorkflow``.
 
-    The order's items are stored beforehand (``activities.order_paging.add_order_items``) and started
+    The order's items are stored beforehand (``activities.order_paging.OrderItems.add``) and started
     ``page_size`` at a time. ``cursor`` (the last started position) and ``items`` (item id → progress
     code) are carried across continue-as-new, which happens once the history holds
     ``continue_as_new_after`` events. ``item_defaults`` are passed to every item workflow it starts.

@@ -175,8 +175,12 @@ class RulebookVersion:
         object.__setattr__(self, "ladder", ladder)
 
     def limit_for(self, category: str, urgency: str, step: str) -> TimeLimit | None:
-        """The most specific rule's limit: category+urgency > category+* > *+urgency > *+*; else None."""
-        rules = {(r.category, r.urgency): r.limit for r in self.limits if r.step == step}
+        """The most specific rule's limit: category+urgency > category+* > *+urgency > *+*; else None.
+        Categories and urgencies match without regard to case (``Litter`` is ``litter``)."""
+        rules = {
+            (r.category.casefold(), r.urgency.casefold()): r.limit for r in self.limits if r.step == step
+        }
+        category, urgency = category.casefold(), urgency.casefold()
         for key in ((category, urgency), (category, WILDCARD), (WILDCARD, urgency), (WILDCARD, WILDCARD)):
             if key in rules:
                 return rules[key]
@@ -212,12 +216,12 @@ class Rulebook:
 
     def in_force(self, at: datetime) -> RulebookVersion:
         """The version with the latest ``effective_from`` <= ``at`` (the item's registration instant)."""
-        when = _aware_utc(at, "registered_at")
+        when = _aware_utc(at, "reported_at")
         chosen = [v for v in self.versions if v.effective_from <= when]
         if not chosen:
             first = self.versions[0]
             reason = f"is before the first version, {first.version} from {first.effective_from.isoformat()}"
-            raise ValidationError("registered_at", f"{when.isoformat()} {reason}")
+            raise ValidationError("reported_at", f"{when.isoformat()} {reason}")
         return chosen[-1]
 
     def version(self, version_id: str) -> RulebookVersion:

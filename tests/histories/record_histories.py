@@ -20,9 +20,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.event_recording import EventRecorder
+from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
 from duban.db import make_engine
 from duban.worker import build_worker
@@ -30,6 +32,8 @@ from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.order_model import OrderInput, order_workflow_id
+from workflows.order_workflow import SupervisionOrderWorkflow
 
 HERE = Path(__file__).resolve().parent
 WINDOW = timedelta(seconds=4)
@@ -145,7 +149,7 @@ async def governed_lifecycle(client: Client) -> WorkflowHandle[SupervisionItemWo
         update, _cmd(item, "grid_call", "grid:wang", role="grid_worker", departments=["PWD", "ISD"])
     )
     await handle.execute_update(
-        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD")
+        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD", unit="PWD")
     )
     await handle.execute_update(
         update, _cmd(item, "rate_responder", "grid:wang", role="grid_worker", department="PWD", rating=4)
@@ -171,7 +175,8 @@ async def governed_lifecycle(client: Client) -> WorkflowHandle[SupervisionItemWo
     await handle.execute_update(update, _cmd(item, "resume", "chief:golden", role="duty_chief"))
     await asyncio.sleep(2 * WINDOW.total_seconds() + 2.5)  # past the breach and both rungs
     await handle.execute_update(
-        update, _cmd(item, "report_in", "unit:ISD", role="handling_unit", department="ISD", tag="ISD")
+        update,
+        _cmd(item, "report_in", "unit:ISD", role="handling_unit", department="ISD", unit="ISD", tag="ISD"),
     )
     for kind, actor, role, extra in (
         (
@@ -180,14 +185,19 @@ async def governed_lifecycle(client: Client) -> WorkflowHandle[SupervisionItemWo
             "handling_unit",
             {"unit": "U1", "evidence": ["p1.jpg"], "tag": "1"},
         ),
-        ("verify", "inspector:golden", "inspector", {"passed": False, "notes": "still dirty", "tag": "1"}),
+        (
+            "verify",
+            "inspector:golden",
+            "inspector",
+            {"passed": False, "notes": "still dirty", "unit": "QA", "tag": "1"},
+        ),
         (
             "submit_rectification",
             "unit:U1",
             "handling_unit",
             {"unit": "U1", "evidence": ["p2.jpg"], "tag": "2"},
         ),
-        ("verify", "inspector:golden", "inspector", {"notes": "clean", "tag": "2"}),
+        ("verify", "inspector:golden", "inspector", {"notes": "clean", "unit": "QA", "tag": "2"}),
         ("close", "centre:golden", "dispatcher", {}),
     ):
         await handle.execute_update(update, _cmd(item, kind, actor, role=role, **extra))
@@ -203,12 +213,12 @@ async def continued_as_new(client: Client) -> WorkflowHandle[SupervisionItemWork
         update, _cmd(item, "grid_call", "grid:wang", role="grid_worker", departments=["PWD"])
     )
     await handle.execute_update(
-        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD")
+        update, _cmd(item, "report_in", "unit:PWD", role="handling_unit", department="PWD", unit="PWD")
     )
     current = client.get_workflow_handle(handle.id)
     for kind, actor, role, extra in (
         ("submit_rectification", "unit:U1", "handling_unit", {"unit": "U1", "evidence": ["p1.jpg"]}),
-        ("verify", "inspector:golden", "inspector", {}),
+        ("verify", "inspector:golden", "inspector", {"unit": "QA"}),
         ("close", "centre:golden", "dispatcher", {}),
     ):
         await current.execute_update(update, _cmd(item, kind, actor, role=role, **extra))
@@ -216,11 +226,103 @@ async def continued_as_new(client: Client) -> WorkflowHandle[SupervisionItemWork
     return client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
 
 
+async def governed_exceptions(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """Return and re-dispatch, a rejected extension, then a merge; some commands as signals."""
+    item = "golden-exceptions"
+    now = datetime.now(UTC)
+    reg = Registration(
+        item_id=item, category="litter", reported_at=now, department="Urban management", unit="U1",
+        resolution_deadline=now + 3 * WINDOW, deadline_origin="rule", policy=_policy(), source="golden",
+    )  # fmt: skip
+    handle = await client.start_workflow(
+        SupervisionItemWorkflow.run,
+        ItemWorkflowInput(reg, [_cmd(item, "dispatch", "centre:golden", role="dispatcher", unit="U1")]),
+        id=f"item-{item}",
+        task_queue=QUEUE,
+    )
+    update, signal = SupervisionItemWorkflow.apply_command, SupervisionItemWorkflow.submit_command
+    await handle.execute_update(
+        update, _cmd(item, "return", "unit:U1", role="handling_unit", unit="U1", reason="not ours")
+    )
+    await handle.signal(
+        signal, _cmd(item, "dispatch", "centre:golden", role="dispatcher", unit="U2", tag="2")
+    )
+    await handle.signal(signal, _cmd(item, "accept", "unit:U2", role="handling_unit", unit="U2"))
+    extend = datetime.now(UTC) + 4 * WINDOW
+    await handle.execute_update(
+        update,
+        _cmd(
+            item,
+            "request_extension",
+            "unit:U2",
+            role="handling_unit",
+            unit="U2",
+            new_deadline=extend,
+            reason="rain",
+        ),
+    )
+    await handle.execute_update(
+        update, _cmd(item, "reject_extension", "chief:golden", role="duty_chief", reason="no")
+    )
+    await handle.signal(
+        signal,
+        _cmd(
+            item,
+            "merge",
+            "centre:golden",
+            role="dispatcher",
+            into_item_id="golden-lifecycle",
+            reason="same pile",
+        ),
+    )
+    return handle
+
+
+async def order_member(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """An item of a supervision order, started by the order's page activity: it tells the order about
+    every change (signals to another workflow are commands in its history). The order workflow's own
+    history is recorded too, as ``order_workflow.json``."""
+    item, order = "golden-order-item", "golden-order"
+    now = datetime.now(UTC)
+    reg = Registration(
+        item_id=item, category="litter", reported_at=now, department="Urban management", unit="U1",
+        resolution_deadline=now + WINDOW, deadline_origin="rule", source="golden",
+    )  # fmt: skip
+    assert ORDER_ITEMS is not None
+    ORDER_ITEMS.add(order, [reg])
+    await client.start_workflow(
+        SupervisionOrderWorkflow.run,
+        OrderInput(order, "district", "golden order", "office:golden", now),
+        id=order_workflow_id(order),
+        task_queue=QUEUE,
+    )
+    handle = client.get_workflow_handle(f"item-{item}")
+    while True:  # started by the order's first page
+        try:
+            await handle.describe()
+            break
+        except RPCError:
+            await asyncio.sleep(0.1)
+    await handle.execute_update(
+        SupervisionItemWorkflow.apply_command, _cmd(item, "dispatch", "dispatcher:golden")
+    )
+    await asyncio.sleep(WINDOW.total_seconds() + 1.5)  # the breach and the rung reach the order
+    await handle.execute_update(
+        SupervisionItemWorkflow.apply_command, _cmd(item, "cancel", "office:golden", reason="done")
+    )
+    return handle  # type: ignore[return-value]
+
+
+ORDER_ITEMS: OrderItems | None = None
+
+
 SCENARIOS: dict[str, Callable[[Client], Awaitable[WorkflowHandle[SupervisionItemWorkflow, object]]]] = {
     "closed_on_time": closed_on_time,
     "breached_and_escalated": breached_and_escalated,
     "governed_lifecycle": governed_lifecycle,
     "continued_as_new": continued_as_new,
+    "governed_exceptions": governed_exceptions,
+    "order_member": order_member,
 }
 
 
@@ -234,11 +336,21 @@ async def main(names: list[str]) -> None:
         folder = tempfile.TemporaryDirectory()
         store = EventStore(make_engine(f"sqlite:///{folder.name}/events.db"))
         store.create()
-        async with build_worker(env.client, QUEUE, EventRecorder(store, None, "golden"), max_cached=10):
+        global ORDER_ITEMS
+        ORDER_ITEMS = OrderItems(store.engine)
+        paging = OrderPaging(env.client, ORDER_ITEMS, QUEUE)
+        recorder = EventRecorder(store, None, "golden")
+        async with build_worker(env.client, QUEUE, recorder, max_cached=10, paging=paging):
             handles = await asyncio.gather(*(run(env.client) for run in wanted.values()))
             for name, handle in zip(wanted, handles, strict=True):
                 if name != "continued_as_new":
                     await handle.result()
+                if name == "order_member":  # the order ends once its only item has ended
+                    order = env.client.get_workflow_handle(order_workflow_id("golden-order"))
+                    await order.result()
+                    history = await order.fetch_history()
+                    (HERE / "order_workflow.json").write_text(history.to_json() + "\n")
+                    print(f"wrote order_workflow.json ({len(history.events)} events)")
                 history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json() + "\n")
                 print(f"wrote {name}.json ({len(history.events)} events)")
