@@ -8,6 +8,7 @@ so a retried page starts nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -24,6 +25,9 @@ from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 from workflows.order_model import OrderPage, OrderPageInput
 
 metadata = MetaData()
+
+START_CONCURRENCY = 32
+"""Item workflows one page activity starts at a time (each start is one server round trip)."""
 
 order_items = Table(
     "order_items",
@@ -97,18 +101,23 @@ class OrderPaging:
         """Start the next page of an order's items; ``last`` is true when none remain after it."""
         rows = self.items.page(page.order_id, page.cursor, page.limit + 1)
         todo, last = rows[: page.limit], len(rows) <= page.limit
-        for _, reg in todo:
-            await self.client.start_workflow(
-                SupervisionItemWorkflow.run,
-                ItemWorkflowInput(
-                    registration=reg,
-                    search_attributes=page.search_attributes,
-                    clock_offset_s=page.clock_offset_s,
-                ),
-                id=f"item-{reg.item_id}",
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
-            activity.heartbeat(reg.item_id)
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start(reg: Registration) -> None:
+            async with gate:
+                await self.client.start_workflow(
+                    SupervisionItemWorkflow.run,
+                    ItemWorkflowInput(
+                        registration=reg,
+                        search_attributes=page.search_attributes,
+                        clock_offset_s=page.clock_offset_s,
+                    ),
+                    id=f"item-{reg.item_id}",
+                    task_queue=self.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                )
+                activity.heartbeat(reg.item_id)
+
+        await asyncio.gather(*(start(reg) for _, reg in todo))
         cursor = todo[-1][0] if todo else page.cursor
         return OrderPage([reg.item_id for _, reg in todo], cursor, last)
