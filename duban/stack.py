@@ -9,12 +9,14 @@ parts on a private loop, in a helper thread when called from inside a running lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +185,18 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, _then_collect(coro)).result()
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library's log records (below CRITICAL) for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -> None:
     timeout = TEMPORAL_READY_TIMEOUT_S if spec.name == "temporal" else KAFKA_READY_TIMEOUT_S
     deadline = time.monotonic() + timeout
@@ -197,7 +211,8 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
                 if spec.name == "temporal"
                 else ensure_topics(settings, address)  # the broker answers and has duban's topics
             )
-            await asyncio.wait_for(probe, timeout=10)
+            with _quiet("aiokafka"):  # refused connections are expected while the broker starts
+                await asyncio.wait_for(probe, timeout=10)
             return
         except Exception as exc:  # not ready yet: any connection/RPC error
             last = exc
