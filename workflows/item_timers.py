@@ -71,7 +71,8 @@ def threshold_at(state: ItemState, clock: MilestoneClock, share: str) -> datetim
 
 
 def _ladder(state: ItemState) -> list[tuple[str, datetime]]:
-    """Names and due instants are computed lazily; this returns the next rung only (or nothing)."""
+    """The next rung to reach and when (aware UTC), or nothing: one rung is pending at a time, its
+    delay counted from ``ladder_anchor`` (the breach, the previous rung, or the resumption)."""
     policy, anchor = state.registration.policy, state.ladder_anchor
     if anchor is None or state.suspended:
         return []

@@ -218,7 +218,7 @@ class SupervisionItemWorkflow:
         self._reported = progress
         handle = workflow.get_external_workflow_handle(order_workflow_id(order_id))
         try:
-            await handle.signal("item_progress", progress)
+            await handle.signal("item_progress", progress.signal_args())
         except Exception as exc:  # the order may have ended; the item carries on
             workflow.logger.warning("order %s not told about %s: %s", order_id, self._state.item_id, exc)
 

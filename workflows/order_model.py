@@ -45,6 +45,15 @@ class ItemProgress:
         """``stage|light|overdue(0/1)|level``, the compact form the order keeps."""
         return f"{self.stage}|{self.light}|{int(self.overdue)}|{self.escalation_level}"
 
+    def signal_args(self) -> list[str]:
+        """The ``item_progress`` signal's argument: ``[item id, code]``."""
+        return [self.item_id, self.code]
+
+
+def is_open(code: str) -> bool:
+    """Whether a progress code's stage is not terminal (closed, cancelled, merged)."""
+    return code.split("|", 1)[0] not in TERMINAL_STAGES
+
 
 @dataclass
 class OrderInput:
@@ -95,7 +104,7 @@ def summarise(inp: OrderInput) -> OrderSummary:
         order_id=inp.order_id,
         level=inp.level,
         items=len(parts),
-        open=sum(n for s, n in stages.items() if s not in TERMINAL_STAGES),
+        open=sum(n for stage, n in stages.items() if stage not in TERMINAL_STAGES),
         by_stage=dict(sorted(stages.items())),
         by_light=dict(sorted(Counter(p[1] for p in parts if p[1]).items())),
         overdue=sum(p[2] == "1" for p in parts),
