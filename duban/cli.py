@@ -39,6 +39,8 @@ class Level(StrEnum):
     town = "town"
     community = "community"
     grid = "grid"
+    category = "category"
+    order = "order"
 
 
 class Format(StrEnum):
@@ -50,6 +52,11 @@ class Format(StrEnum):
 class NoDeadline(StrEnum):
     exclude = "exclude"
     on_time = "on_time"
+
+
+class Cancelled(StrEnum):
+    exclude = "exclude"
+    include = "include"
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -197,16 +204,55 @@ def rank(
         engine = _read_models(database_url or load_settings().database)
         rows = rank_units(engine, by.value, start, end, no_deadline=no_deadline.value)
     render = {Format.table: format_table, Format.csv: to_csv, Format.json: to_json}[output_format]
-    text = render(rows)
+    _emit(render(rows), output, f"Period: {period or 'all'}" if output_format == Format.table else None)
+
+
+def _emit(text: str, output: Path | None, heading: str | None) -> None:
+    """Write ``text`` to ``output`` (a file), or print it after ``heading`` (tables only)."""
+    text = text if text.endswith("\n") else text + "\n"
     if output:
         with _errors():
-            output.write_text(text if text.endswith("\n") else text + "\n")
-    else:
-        typer.echo(
-            f"Period: {period or 'all'}" if output_format == Format.table else "",
-            nl=output_format == Format.table,
-        )
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            output.write_text(text)
+        return
+    if heading is not None:
+        typer.echo(heading)
+    sys.stdout.write(text)
+
+
+@app.command()
+def indicators(
+    by: Annotated[Level, typer.Option(help="Level: department, town, community, grid, category, order.")] = (
+        Level.department
+    ),
+    period: Annotated[
+        str | None, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    no_deadline: Annotated[
+        NoDeadline, typer.Option(help="Closed items without a deadline: excluded or on time.")
+    ] = NoDeadline.exclude,
+    cancelled: Annotated[
+        Cancelled,
+        typer.Option(help="Cancelled and merged items in the registered base: excluded or included."),
+    ] = Cancelled.exclude,
+    database_url: Annotated[
+        str | None, typer.Option(help="Read-model database (default: configured).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Every indicator of every unit for a period, each with its numerator and denominator."""
+    from duban.periods import parse_period
+    from projections import indicators as ind
+
+    with _errors():
+        start, end = parse_period(period) if period else (None, None)
+        _writable_file(output, "output")
+        engine = _read_models(database_url or load_settings().database)
+        options = ind.IndicatorOptions(no_deadline=no_deadline.value, cancelled=cancelled.value)
+        rows = ind.indicators(engine, by.value, start, end, options)
+    render = {Format.table: ind.format_table, Format.csv: ind.to_csv, Format.json: ind.to_json}[output_format]
+    heading = f"Period: {period or 'all'}; rates to 0.0001, hours to 0.01 (half up)"
+    _emit(render(rows), output, heading if output_format == Format.table else None)
 
 
 def _read_models(url: str) -> Engine:
@@ -222,7 +268,45 @@ def _read_models(url: str) -> Engine:
         raise ConfigurationError(
             f"database_url: {url} holds no read models (run duban simulate or duban project)"
         )
+    from projections import read_models as rm
+
+    for table in (rm.item_view, rm.unit_day_counters):
+        present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in present]
+        if missing:
+            raise ConfigurationError(
+                f"database_url: the read models in {url} predate this duban ({table.name} lacks "
+                f"{', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}); rebuild them from the "
+                "event store: duban rebuild-read-models"
+            )
     return engine
+
+
+@app.command("rebuild-read-models")
+def rebuild_read_models(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Database holding the event store and read models (default: configured)."),
+    ] = None,
+) -> None:
+    """Drop the read models and rebuild them from the event store (the events are not touched)."""
+    from duban.db import make_engine
+    from events.store import EventStore
+    from projections import read_models as rm
+    from projections.projector import ItemProjector
+
+    with _errors():
+        url = database_url or load_settings().database
+        engine = make_engine(url)
+        store = EventStore(engine)
+        store.create()
+        rm.drop_tables(engine)
+        result = ItemProjector(engine).rebuild_from_store(store)
+        names = ("item_view", "unit_day_counters")
+        typer.echo(
+            f"rebuilt from {store.count()} stored events: {result.applied} applied, "
+            f"{result.dead_lettered} dead letters; checksum {rm.table_checksum(engine, names)[:16]}"
+        )
 
 
 @app.command("import-report")

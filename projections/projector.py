@@ -28,6 +28,7 @@ from events.envelope import EventEnvelope
 from events.store import EventStore
 from projections import read_models as rm
 from projections.read_models import table_checksum
+from workflows.item_policy import calendar_for
 
 _CHUNK = 500  # ids per IN (...) query
 __all__ = ["BatchResult", "ItemProjector", "RawMessage", "table_checksum"]
@@ -116,6 +117,8 @@ def _new_view(ev: EventEnvelope) -> dict[str, Any]:
     return {
         **{name: p[name] for name in ("category", "department", "unit", "town", "community", "grid", "zone")},
         "item_id": ev.item_id,
+        "order_id": p["order_id"],
+        "calendar": p["calendar"],
         "stage": "registered",
         "registered_at": ev.occurred_at,
         "resolution_deadline": parse_utc(deadline, "resolution_deadline") if deadline else None,
@@ -127,50 +130,76 @@ def _new_view(ev: EventEnvelope) -> dict[str, Any]:
     }
 
 
-def _evolve(view: dict[str, Any], ev: EventEnvelope) -> list[str]:
-    """Apply ``ev`` to ``view`` in place; return the counter columns the event increments."""
+Bumps = dict[str, int]
+
+
+def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
+    """Apply ``ev`` to ``view`` in place; return the counters it increments, by how much."""
     p, kind = ev.payload, ev.event_type
     if kind == t.ITEM_REGISTERED:
-        return ["registered"]
+        return {"registered": 1, "registered_with_deadline": int(view["resolution_deadline"] is not None)}
     if kind == t.ITEM_DISPATCHED:
         view.update(stage="dispatched", department=p["department"], unit=p["unit"])
-    elif kind == t.ITEM_ACCEPTED:
+        return {"dispatched": 1}
+    if kind == t.ITEM_ACCEPTED:
         view.update(stage="accepted", unit=p["unit"] or view["unit"])
     elif kind == t.RECTIFICATION_SUBMITTED:
         view["stage"] = "rectified"
     elif kind == t.RECTIFICATION_VERIFIED:
         view["stage"] = "verified" if p["passed"] else "accepted"  # failed: rework by the same unit
+        return {"verified": 1, "verified_passed": int(p["passed"])}
+    elif kind == t.REWORK_ORDERED:
+        return {"rework": 1}
     elif kind == t.ITEM_CLOSED:
         view.update(stage="closed", closed_at=ev.occurred_at, on_time=p["on_time"])
+        bumps = {
+            "closed": 1,
+            "handling_seconds": p["handling_seconds"],
+            **_working_time(view, ev.occurred_at),
+        }
         if p["on_time"] is None:
-            return ["closed", "closed_no_deadline"]
+            return {**bumps, "closed_no_deadline": 1}
         if not p["on_time"]:
             view["overdue"] = True
-        return ["closed", "closed_with_deadline", "closed_on_time" if p["on_time"] else "closed_overdue"]
+        return {**bumps, "closed_with_deadline": 1, "closed_on_time" if p["on_time"] else "closed_overdue": 1}
     elif kind == t.ITEM_CANCELLED:
         view["stage"] = "cancelled"
-        return ["cancelled"]
+        return {"cancelled": 1}
     elif kind == t.DEADLINE_WARNED:
         view["warned"] = True
-        return ["warned"]
+        return {"warned": 1}
     elif kind == t.DEADLINE_BREACHED:
         if p["milestone"] == "resolution":
             view["overdue"] = True
-        return ["breached"]
+        return {"breached": 1}
     elif kind == t.ITEM_ESCALATED:
         view["escalation_level"] = p["level"]
-        return ["escalated"]
+        return {"escalated": 1}
     elif kind == t.ITEM_RETURNED:
         view["stage"] = "registered"  # back to the dispatcher
+        return {"returned": 1}
     elif kind == t.ITEM_MERGED:
         view["stage"] = "merged"
+        return {"merged": 1}
     elif kind == t.EXTENSION_APPROVED:
         view["resolution_deadline"] = parse_utc(p["deadline"], "deadline")
+        return {"extended": 1}
+    elif kind == t.ITEM_SUSPENDED:
+        return {"suspended": 1}
     elif kind == t.ITEM_RESUMED and p["resolution_deadline"]:
         view["resolution_deadline"] = parse_utc(p["resolution_deadline"], "resolution_deadline")
-    # The other lifecycle events (extension requests, suspensions, lights, grid calls, ratings) feed
-    # the indicators of issue 4; the item view does not show them yet.
-    return []
+    elif kind == t.DEPARTMENT_REPORTED_IN:
+        return {"reported_in": 1, "reported_in_late": int(p["late"])}
+    # Requests, rejections, reviews, lights, grid calls and ratings change no counter yet.
+    return {}
+
+
+def _working_time(view: dict[str, Any], closed_at: datetime) -> Bumps:
+    """Working seconds from registration to close on the item's calendar (items with one only)."""
+    if not view["calendar"]:
+        return {}
+    seconds = calendar_for(view["calendar"]).working_seconds_between(view["registered_at"], closed_at)
+    return {"closed_with_calendar": 1, "handling_working_seconds": seconds}
 
 
 class ItemProjector:
@@ -304,10 +333,13 @@ class ItemProjector:
         views[ev.item_id] = view
         day = ev.occurred_at.astimezone(zone).date()
         for level in rm.LEVELS:
-            if view[level]:
-                bucket = counters[(level, view[level], day)]
-                for name in bumps:
-                    bucket[name] += 1
+            key = view[rm.LEVEL_COLUMN.get(level, level)]
+            if level == "department" and ev.event_type == t.DEPARTMENT_REPORTED_IN:
+                key = ev.payload["department"]  # a report-in counts for the department that came
+            if key:
+                bucket = counters[(level, key, day)]
+                for name, amount in bumps.items():
+                    bucket[name] += amount
         return ""
 
     @staticmethod

@@ -38,8 +38,12 @@ from sqlalchemy import (
 
 from duban.db import UTCDateTime
 
-LEVELS = ("department", "town", "community", "grid")
-"""Levels of ``unit_day_counters``: a functional department, or an area of the three-level linkage."""
+LEVELS = ("department", "town", "community", "grid", "category", "order")
+"""Levels of ``unit_day_counters``: a functional department, an area of the three-level linkage, the
+item's category, or the supervision order it belongs to."""
+
+LEVEL_COLUMN = {"order": "order_id"}
+"""The ``item_view`` column holding each level's key (the level's own name unless listed)."""
 
 COUNTER_COLUMNS = (
     "registered",
@@ -52,8 +56,24 @@ COUNTER_COLUMNS = (
     "warned",
     "breached",
     "escalated",
+    "registered_with_deadline",
+    "dispatched",
+    "returned",
+    "verified",
+    "verified_passed",
+    "rework",
+    "extended",
+    "merged",
+    "suspended",
+    "reported_in",
+    "reported_in_late",
+    "handling_seconds",
+    "closed_with_calendar",
+    "handling_working_seconds",
 )
-"""Integer counter columns of ``unit_day_counters`` (events counted on their local day)."""
+"""Integer counter columns of ``unit_day_counters`` (events counted on their local day; the two
+``handling_*`` columns are sums of seconds over the items closed that day). See
+``projections.indicators`` for the indicators built on them."""
 
 PROJECTION_NAME = "item"
 """Name of the item projection in ``projection_positions``."""
@@ -73,6 +93,8 @@ item_view = Table(
     Column("community", String(256), nullable=False),
     Column("grid", String(256), nullable=False),
     Column("zone", String(64), nullable=False),
+    Column("order_id", String(128), nullable=False, default=""),
+    Column("calendar", String(32), nullable=False, default=""),
     Column("stage", String(32), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),
     Column("resolution_deadline", UTCDateTime(), nullable=True),
@@ -91,7 +113,7 @@ unit_day_counters = Table(
     Column("level", String(16), primary_key=True),
     Column("unit_key", String(256), primary_key=True),
     Column("day", Date, primary_key=True),
-    *(Column(name, Integer, nullable=False, default=0) for name in COUNTER_COLUMNS),
+    *(Column(name, _BIGINT, nullable=False, default=0) for name in COUNTER_COLUMNS),
 )
 
 applied_events = Table(

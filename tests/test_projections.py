@@ -122,27 +122,49 @@ def in_time_order(per_item: dict[str, list[EventEnvelope]]) -> list[EventEnvelop
 ALL = scenario()
 MESSAGES = to_messages(in_time_order(ALL))
 C = rm.COUNTER_COLUMNS  # names only; the expected values below are worked out by hand
-REG, CLOSED_ON_TIME, CLOSED_LATE, CLOSED_NO_DL, CANC = (
+AREA_LEVELS = ("department", "town", "community", "grid")
+REG, REG_DL, CLOSED_ON_TIME, CLOSED_LATE, CLOSED_NO_DL, CANC = (
     {"registered": 1},
+    {"registered": 1, "registered_with_deadline": 1},
     {"closed": 1, "closed_with_deadline": 1, "closed_on_time": 1},
     {"closed": 1, "closed_with_deadline": 1, "closed_overdue": 1, "warned": 1, "breached": 1, "escalated": 1},
     {"closed": 1, "closed_no_deadline": 1},
     {"cancelled": 1},
 )
+DISP, VER = {"dispatched": 1}, {"verified": 1, "verified_passed": 1}
+SBS, ZB = "Sibaoshan", "Zhongbu"
+
+
+def hours(n: int) -> dict[str, int]:
+    return {"handling_seconds": n * 3600}
+
+
 # (department, local day) -> counters, and the areas of those rows (town, community, grid).
 BY_DEPT = {
-    ("urban", D(2022, 3, 1)): ({**REG, **CLOSED_ON_TIME}, ("Sibaoshan", "C1", "G1")),
-    ("urban", D(2021, 12, 31)): ({**REG, **CLOSED_NO_DL}, ("Sibaoshan", "C1", "G3")),
-    ("housing", D(2022, 3, 1)): (REG, ("Zhongbu", "C2", "G2")),
-    ("housing", D(2022, 3, 2)): (CLOSED_LATE, ("Zhongbu", "C2", "G2")),
-    ("housing", D(2022, 3, 3)): ({**REG, **CANC}, ("Zhongbu", "C2", "G2")),
-    ("transport", D(2022, 3, 5)): ({**REG, **CLOSED_ON_TIME}, ("Zhongbu", "C3", "G4")),
-}
+    ("urban", D(2022, 3, 1)): ({**REG_DL, **DISP, **VER, **CLOSED_ON_TIME, **hours(6)}, (SBS, "C1", "G1")),
+    ("urban", D(2021, 12, 31)): ({**REG, **DISP, **VER, **CLOSED_NO_DL, **hours(7)}, (SBS, "C1", "G3")),
+    ("housing", D(2022, 3, 1)): ({**REG_DL, **DISP}, (ZB, "C2", "G2")),
+    ("housing", D(2022, 3, 2)): ({**VER, **CLOSED_LATE, **hours(28)}, (ZB, "C2", "G2")),
+    ("housing", D(2022, 3, 3)): ({**REG_DL, **CANC}, (ZB, "C2", "G2")),
+    ("transport", D(2022, 3, 5)): ({**REG_DL, **DISP, **VER, **CLOSED_ON_TIME, **hours(5)}, (ZB, "C3", "G4")),
+}  # fmt: skip
+
+
+def _category_rows() -> dict[tuple[str, str, date], tuple[int, ...]]:
+    """Every item is "litter": its category rows are the departments' rows of each day, added up."""
+    by_day: dict[date, dict[str, int]] = {}
+    for (_, day), (counts, _) in BY_DEPT.items():
+        total = by_day.setdefault(day, {})
+        for name, n in counts.items():
+            total[name] = total.get(name, 0) + n
+    return {("category", "litter", day): tuple(t.get(c, 0) for c in C) for day, t in by_day.items()}
+
+
 EXPECTED_COUNTERS = {
     (level, key, day): tuple(counts.get(c, 0) for c in C)
     for (dept, day), (counts, areas) in BY_DEPT.items()
-    for level, key in zip(rm.LEVELS, (dept, *areas), strict=True)
-}
+    for level, key in zip(AREA_LEVELS, (dept, *areas), strict=True)
+} | _category_rows()  # no "order" rows: none of the items belongs to a supervision order
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -206,9 +228,8 @@ def test_local_day_follows_the_items_zone(engine: Engine) -> None:
     ItemProjector(engine).apply_batch(to_messages(ALL["C"]))
     closed_at = next(e for e in ALL["C"] if e.event_type == "ItemClosed").occurred_at
     assert closed_at == utc(2022, 1, 1, 3)  # 22:00 on 2021-12-31 in New York
-    assert set(counters(engine)) == {
-        (lv, k, D(2021, 12, 31)) for lv, k in zip(rm.LEVELS, ("urban", "Sibaoshan", "C1", "G3"), strict=True)
-    }
+    keys = zip((*AREA_LEVELS, "category"), ("urban", "Sibaoshan", "C1", "G3", "litter"), strict=True)
+    assert set(counters(engine)) == {(lv, k, D(2021, 12, 31)) for lv, k in keys}
 
 
 def rank_view(rows: list[RankingRow]) -> list[tuple[int, str, Decimal | None, int]]:

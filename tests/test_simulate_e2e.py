@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import replace
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from duban.config import Settings
 from duban.db import make_engine
 from duban.simulate import Replay, SimulationOptions
 from events.store import EventStore
+from projections.indicators import indicators
 from projections.rankings import rank_units
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -59,6 +61,13 @@ async def test_boston_subset_overdue_counts_by_department(
     engine = make_engine(url)
     got = {r.unit_key: (r.overdue, r.closed_with_deadline) for r in rank_units(engine, "department")}
     assert {d: v for d, v in got.items() if v[1]} == expected
+    by_department = {r.unit_key: r.indicators for r in indicators(engine, "department")}
+    for department, (overdue, with_deadline) in expected.items():
+        on_time = by_department[department]["on_time_closure_rate"]
+        assert (on_time.numerator, on_time.denominator) == (with_deadline - overdue, with_deadline)
+        share = Decimal(with_deadline - overdue) / Decimal(with_deadline)
+        assert on_time.value == share.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+        assert by_department[department]["overdue_rate"].numerator == overdue
     assert summary.items == limit and summary.rejected_rows == 0
     assert summary.labels_checked == labelled
     assert summary.labels_matched == labelled
