@@ -7,6 +7,7 @@ Expected failures (``DubanError``) print ``error: …`` on stderr and exit with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 
 from duban.cli_stack import stack_app
 from duban.config import load_settings
-from duban.errors import ConfigurationError, DubanError
+from duban.errors import ConfigurationError, DubanError, ValidationError
 from duban.logs import configure_logging
 
 app = typer.Typer(
@@ -255,6 +256,66 @@ def indicators(
     _emit(render(rows), output, heading if output_format == Format.table else None)
 
 
+@app.command()
+def scores(
+    period: Annotated[str, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")],
+    by: Annotated[Level, typer.Option(help="Level to score.")] = Level.department,
+    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    scorebook: Annotated[
+        Path | None, typer.Option(help="Scorebook YAML (default: the built-in one).")
+    ] = None,
+    no_deadline: Annotated[
+        NoDeadline, typer.Option(help="Closed items without a deadline: excluded or on time.")
+    ] = NoDeadline.exclude,
+    cancelled: Annotated[
+        Cancelled,
+        typer.Option(help="Cancelled and merged items in the registered base: excluded or included."),
+    ] = Cancelled.exclude,
+    database_url: Annotated[
+        str | None, typer.Option(help="Read-model database (default: configured).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Score and rank units for a period (scorebook in force on its first day), with the movement
+    against the previous period of the same kind."""
+    from duban.periods import parse_period, previous_period
+    from projections import indicators as ind
+    from projections import scoring
+
+    with _errors():
+        start, end = parse_period(period)
+        before = previous_period(period)
+        _writable_file(output, "output")
+        book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
+        engine = _read_models(database_url or load_settings().database)
+        options = ind.IndicatorOptions(no_deadline=no_deadline.value, cancelled=cancelled.value)
+        rows = scoring.score_units(engine, by.value, start, end, book, options)
+        previous: list[scoring.Score] = []
+        with contextlib.suppress(ValidationError):  # no scorebook for the previous period: no movement
+            previous = scoring.score_units(engine, by.value, *parse_period(before), book, options)
+        rows = scoring.with_movement(rows, previous)
+    if output_format == Format.json:
+        text = json.dumps(scoring.score_dicts(rows), ensure_ascii=False, indent=2)
+    elif output_format == Format.csv:
+        text = _csv_of(scoring.score_dicts(rows))
+    else:
+        text = scoring.format_scores(rows)
+    heading = f"Period: {period} (movement against {before}); scores to 0.01, half up"
+    _emit(text, output, heading if output_format == Format.table else None)
+
+
+def _csv_of(rows: list[dict[str, object]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
+
+
 def _read_models(url: str) -> Engine:
     """Engine on a database that holds duban's read models; ConfigurationError naming it if not."""
     from sqlalchemy import inspect
@@ -270,8 +331,9 @@ def _read_models(url: str) -> Engine:
         )
     from projections import read_models as rm
 
-    for table in (rm.item_view, rm.unit_day_counters):
-        present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    for table in (rm.item_view, rm.unit_day_counters, rm.score_adjustments):
+        found = inspect(engine).has_table(table.name)
+        present = {c["name"] for c in inspect(engine).get_columns(table.name)} if found else set()
         missing = [c.name for c in table.columns if c.name not in present]
         if missing:
             raise ConfigurationError(

@@ -52,3 +52,27 @@ def parse_period(text: str) -> tuple[date, date]:
             "period",
             f"{text!r} is not a period ({exc}); use 2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03",
         ) from None
+
+
+def previous_period(text: str) -> str:
+    """The period before ``text``, spelled the same way (the month before a month, the half-month
+    before a half-month, the ISO week, year or day before).
+
+    Raises:
+        ValidationError: as :func:`parse_period`.
+    """
+    start, _ = parse_period(text)
+    text = text.strip()
+    if m := _HALF.match(text):
+        if m[3] == "2":
+            return f"{m[1]}-{m[2]}-H1"
+        before = start - timedelta(days=1)
+        return f"{before:%Y-%m}-H2"
+    if _MONTH.match(text):
+        return f"{start - timedelta(days=1):%Y-%m}"
+    if _WEEK.match(text):
+        year, week, _ = (start - timedelta(days=7)).isocalendar()
+        return f"{year}-W{week:02d}"
+    if _YEAR.match(text):
+        return str(start.year - 1)
+    return (start - timedelta(days=1)).isoformat()

@@ -42,6 +42,7 @@ GRID_CALL_PLACED: Final = "GridCallPlaced"
 DEPARTMENT_REPORTED_IN: Final = "DepartmentReportedIn"
 REPORT_IN_OVERDUE: Final = "ReportInOverdue"
 RESPONDER_RATED: Final = "ResponderRated"
+SCORE_ADJUSTED: Final = "ScoreAdjusted"
 
 EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
     ITEM_REGISTERED: {
@@ -123,8 +124,17 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
     DEPARTMENT_REPORTED_IN: {"department": STR, "late": BOOL, "report_in_deadline": DATETIME, "role": STR},
     REPORT_IN_OVERDUE: {"department": STR, "report_in_deadline": DATETIME},
     RESPONDER_RATED: {"department": STR, "rating": INT, "notes": STR},
+    SCORE_ADJUSTED: {
+        "level": STR,
+        "unit_key": STR,
+        "day": STR,
+        "points": STR,
+        "reason": STR,
+        "approver": STR,
+    },
 }
-"""Payload schema of every event type (all at ``envelope.SCHEMA_VERSION``)."""
+"""Payload schema of every event type (all at ``envelope.SCHEMA_VERSION``). ``ScoreAdjusted`` is
+not about an item: its ``item_id`` is ``score-adjustment:<adjustment id>`` (one event each)."""
 
 ADDED_FIELDS: Final[dict[str, dict[str, object]]] = {
     ITEM_REGISTERED: {"urgency": "normal", "rulebook_version": "", "calendar": "", "order_id": ""},

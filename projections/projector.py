@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -194,6 +195,27 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
     return {}
 
 
+def _adjustment(ev: EventEnvelope, adjustments: list[dict[str, Any]]) -> str:
+    """Queue a ``ScoreAdjusted`` event's row; return the reason if the adjustment is invalid."""
+    p = ev.payload
+    if p["level"] not in rm.LEVELS:
+        return f"payload.level: unknown level {p['level']!r}"
+    for name in ("unit_key", "reason", "approver"):
+        if not p[name].strip():
+            return f"payload.{name}: must not be empty (an adjustment needs a unit, a reason and an approver)"
+    try:
+        day, points = date.fromisoformat(p["day"]), Decimal(p["points"])
+    except (ValueError, InvalidOperation):
+        return "payload.day or payload.points: day must be YYYY-MM-DD and points a decimal number"
+    if not points.is_finite():
+        return "payload.points: must be a finite decimal number"
+    adjustments.append(
+        {"event_id": ev.event_id, "level": p["level"], "unit_key": p["unit_key"], "day": day,
+         "points": str(points), "reason": p["reason"], "approver": p["approver"]}
+    )  # fmt: skip
+    return ""
+
+
 def _working_time(view: dict[str, Any], closed_at: datetime) -> Bumps:
     """Working seconds from registration to close on the item's calendar (items with one only)."""
     if not view["calendar"]:
@@ -283,6 +305,7 @@ class ItemProjector:
             query = select(rm.item_view).where(rm.item_view.c.item_id.in_(ids))
             views.update((row["item_id"], dict(row)) for row in conn.execute(query).mappings())
         counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        adjustments: list[dict[str, Any]] = []
         applied: list[dict[str, Any]] = []
         dead: list[dict[str, Any]] = []
         changed: set[str] = set()
@@ -292,7 +315,7 @@ class ItemProjector:
             if ev is not None and ev.event_id in seen:
                 duplicates += 1
                 continue
-            reason = entry.reason if ev is None else self._apply_event(ev, views, counters)
+            reason = entry.reason if ev is None else self._apply_event(ev, views, counters, adjustments)
             if reason:
                 raw = entry.raw if entry.raw is not None or ev is None else encode_event(ev)
                 ref = {"event_id": ev.event_id if ev else None, "item_id": ev.item_id if ev else None}
@@ -300,12 +323,15 @@ class ItemProjector:
                 continue
             assert ev is not None
             seen.add(ev.event_id)
-            changed.add(ev.item_id)
+            if ev.event_type != t.SCORE_ADJUSTED:
+                changed.add(ev.item_id)
             who = {"event_id": ev.event_id, "item_id": ev.item_id, "sequence": ev.sequence}
             applied.append(
                 {"topic": entry.topic, "partition": entry.partition, "offset": entry.offset, **who}
             )
         self._write(conn, [views[i] for i in sorted(changed)], counters, applied, dead)
+        if adjustments:
+            conn.execute(rm.score_adjustments.insert(), adjustments)
         return BatchResult(len(applied), duplicates, len(dead))
 
     @staticmethod
@@ -313,8 +339,11 @@ class ItemProjector:
         ev: EventEnvelope,
         views: dict[str, dict[str, Any]],
         counters: dict[tuple[str, str, date], dict[str, int]],
+        adjustments: list[dict[str, Any]],
     ) -> str:
         """Apply one new event to the in-memory views and counters; return a reason if it cannot be."""
+        if ev.event_type == t.SCORE_ADJUSTED:
+            return _adjustment(ev, adjustments)
         view = views.get(ev.item_id)
         if ev.event_type == t.ITEM_REGISTERED:
             if view is not None:

@@ -10,6 +10,7 @@ Tables (own ``metadata``; SQLite and PostgreSQL):
 - ``projection_positions``: per (projection, topic, partition) the next Kafka offset to read, written
   in the same transaction as the rows it covers.
 - ``dead_letters``: messages that could not be applied, with the reason.
+- ``score_adjustments``: manual score adjustments, each from a ``ScoreAdjusted`` event.
 """
 
 from __future__ import annotations
@@ -150,7 +151,21 @@ dead_letters = Table(
 """``source`` is ``"<topic>/<partition>/<offset>"`` for a Kafka message or ``"store/<n>"`` for the n-th
 event (0-based) of an event-store replay; it is unique, so a redelivered bad message is kept once."""
 
-READ_MODEL_TABLES = ("item_view", "unit_day_counters")
+score_adjustments = Table(
+    "score_adjustments",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("level", String(16), nullable=False),
+    Column("unit_key", String(256), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("points", String(32), nullable=False),  # an exact decimal, as text
+    Column("reason", Text, nullable=False),
+    Column("approver", String(256), nullable=False),
+)
+"""Manual score adjustments (``ScoreAdjusted`` events): points for a unit on a local day, with the
+reason and the approver."""
+
+READ_MODEL_TABLES = ("item_view", "unit_day_counters", "score_adjustments")
 """The tables whose checksum must agree between a live projection and a rebuild from the store."""
 
 

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from events import types as t
 from events.envelope import EventEnvelope
 from events.store import EventStore
+from workflows import item_rules as rules
 from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
 from workflows.item_policy import apply_rulebook
 from workflows.item_workflow import ItemOutcome, ItemWorkflowInput, SupervisionItemWorkflow
@@ -183,3 +184,53 @@ def cmd(kind: str, at: datetime, **fields: Any) -> ItemCommand:
     return ItemCommand(
         command_id=f"c{next(_ids)}", kind=kind, actor=actor, occurred_at=at, role=role, **fields
     )
+
+
+# --- three items for the indicator and score tests --------------------------------------------------
+
+
+def item(item_id: str, *commands: ItemCommand) -> list[EventEnvelope]:
+    reg = litter(cst(11, 2, 9, 0))
+    reg.item_id, reg.department = item_id, "UM"
+    state, events = rules.register(reg)
+    for c in commands:
+        events += rules.fire_due_timers(state, c.occurred_at)
+        events += rules.apply_command(state, c)
+    return events
+
+
+def three_items() -> list[EventEnvelope]:
+    """P, Q and R of ``test_indicators`` (its docstring tells their story)."""
+    u2 = {"unit": "U2"}
+    p = item(
+        "P",
+        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
+        cmd("return", cst(11, 2, 9, 10)),
+        cmd("dispatch", cst(11, 2, 9, 20), unit="U2", department="Greening"),
+        cmd("accept", cst(11, 2, 9, 25), **u2),
+        cmd("grid_call", cst(11, 2, 9, 30), actor="grid:wang", departments=["PWD", "ISD"]),
+        cmd("report_in", cst(11, 2, 9, 40), department="PWD", unit="PWD"),
+        cmd("request_extension", cst(11, 2, 9, 45), new_deadline=cst(11, 3, 17, 30), **u2),
+        cmd("approve_extension", cst(11, 2, 9, 50)),
+        cmd("report_in", cst(11, 2, 10, 5), department="ISD", unit="ISD"),
+        cmd("submit_rectification", cst(11, 2, 10, 10), **u2),
+        cmd("verify", cst(11, 2, 10, 20), passed=False, notes="still dirty"),
+        cmd("submit_rectification", cst(11, 2, 10, 30), **u2),
+        cmd("verify", cst(11, 2, 10, 40)),
+        cmd("close", cst(11, 2, 10, 50)),
+    )
+    q = item(
+        "Q",
+        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
+        cmd("accept", cst(11, 2, 9, 5)),
+        cmd("cancel", cst(11, 2, 9, 30), reason="duplicate report"),
+    )
+    r = item(
+        "R",
+        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
+        cmd("accept", cst(11, 2, 9, 5)),
+        cmd("submit_rectification", cst(11, 2, 13, 40)),
+        cmd("verify", cst(11, 2, 13, 50)),
+        cmd("close", cst(11, 2, 14, 0)),
+    )
+    return p + q + r

@@ -118,6 +118,14 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     },
     t.REPORT_IN_OVERDUE: {"department": "ISD", "report_in_deadline": DEADLINE},
     t.RESPONDER_RATED: {"department": "PWD", "rating": 5, "notes": ""},
+    t.SCORE_ADJUSTED: {
+        "level": "department",
+        "unit_key": "PWD",
+        "day": "2026-11-02",
+        "points": "-1.50",
+        "reason": "complaint upheld",
+        "approver": "chief:li",
+    },
 }
 
 

@@ -1,7 +1,8 @@
 """Indicators from the event stream, worked out by hand for three rulebook items (China's calendar,
 working day 09:00–12:00 + 13:30–17:30), on SQLite and PostgreSQL, and through ``duban indicators``.
 
-Monday 2 November 2026, all litter (2 working hours, deadline 11:00), registered at 09:00 for UM:
+``item_helpers.three_items``, on Monday 2 November 2026, all litter (2 working hours, deadline 11:00),
+registered at 09:00 for UM:
 - P: dispatched to U1 (UM) and returned at 09:10, dispatched to U2 (Greening) at 09:20, accepted;
   a grid call at 09:30 (arrival by 10:00): PWD reports in at 09:40, ISD late at 10:05; an extension
   to Tue 17:30 approved at 09:50; verification fails once (rework), passes at 10:40; closed on time
@@ -19,65 +20,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from item_helpers import cmd, cst, litter
+from item_helpers import three_items as scenario
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.db import make_engine
 from events.codec import encode_event
-from events.envelope import EventEnvelope
 from projections import read_models as rm
 from projections.indicators import INDICATOR_NAMES, IndicatorOptions, IndicatorRow, indicators
 from projections.projector import ItemProjector, RawMessage
-from workflows import item_rules as rules
-from workflows.item_model import ItemCommand
-
-
-def item(item_id: str, *commands: ItemCommand) -> list[EventEnvelope]:
-    reg = litter(cst(11, 2, 9, 0))
-    reg.item_id, reg.department = item_id, "UM"
-    state, events = rules.register(reg)
-    for c in commands:
-        events += rules.fire_due_timers(state, c.occurred_at)
-        events += rules.apply_command(state, c)
-    return events
-
-
-def scenario() -> list[EventEnvelope]:
-    u2 = {"unit": "U2"}
-    p = item(
-        "P",
-        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
-        cmd("return", cst(11, 2, 9, 10)),
-        cmd("dispatch", cst(11, 2, 9, 20), unit="U2", department="Greening"),
-        cmd("accept", cst(11, 2, 9, 25), **u2),
-        cmd("grid_call", cst(11, 2, 9, 30), actor="grid:wang", departments=["PWD", "ISD"]),
-        cmd("report_in", cst(11, 2, 9, 40), department="PWD", unit="PWD"),
-        cmd("request_extension", cst(11, 2, 9, 45), new_deadline=cst(11, 3, 17, 30), **u2),
-        cmd("approve_extension", cst(11, 2, 9, 50)),
-        cmd("report_in", cst(11, 2, 10, 5), department="ISD", unit="ISD"),
-        cmd("submit_rectification", cst(11, 2, 10, 10), **u2),
-        cmd("verify", cst(11, 2, 10, 20), passed=False, notes="still dirty"),
-        cmd("submit_rectification", cst(11, 2, 10, 30), **u2),
-        cmd("verify", cst(11, 2, 10, 40)),
-        cmd("close", cst(11, 2, 10, 50)),
-    )
-    q = item(
-        "Q",
-        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
-        cmd("accept", cst(11, 2, 9, 5)),
-        cmd("cancel", cst(11, 2, 9, 30), reason="duplicate report"),
-    )
-    r = item(
-        "R",
-        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
-        cmd("accept", cst(11, 2, 9, 5)),
-        cmd("submit_rectification", cst(11, 2, 13, 40)),
-        cmd("verify", cst(11, 2, 13, 50)),
-        cmd("close", cst(11, 2, 14, 0)),
-    )
-    return p + q + r
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
