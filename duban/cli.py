@@ -60,6 +60,18 @@ class Cancelled(StrEnum):
     include = "include"
 
 
+PERIOD_HELP = "2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03."
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+NoDeadlineOpt = Annotated[
+    NoDeadline, typer.Option(help="Closed items without a deadline: excluded or on time.")
+]
+CancelledOpt = Annotated[
+    Cancelled, typer.Option(help="Cancelled and merged items in the registered base: excluded or included.")
+]
+DatabaseOpt = Annotated[str | None, typer.Option(help="Read-model database (default: configured).")]
+OutputOpt = Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")]
+
+
 def _fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
@@ -183,17 +195,11 @@ def simulate(
 @app.command()
 def rank(
     by: Annotated[Level, typer.Option(help="Level to rank.")] = Level.department,
-    period: Annotated[
-        str | None, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")
-    ] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    no_deadline: Annotated[
-        NoDeadline, typer.Option(help="Items without a deadline: excluded or on time.")
-    ] = NoDeadline.exclude,
-    database_url: Annotated[
-        str | None, typer.Option(help="Read-model database (default: configured).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    period: Annotated[str | None, typer.Option(help=PERIOD_HELP)] = None,
+    output_format: FormatOpt = Format.table,
+    no_deadline: NoDeadlineOpt = NoDeadline.exclude,
+    database_url: DatabaseOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Rank departments or areas by on-time closure rate for a period (local days of each item's area)."""
     from duban.periods import parse_period
@@ -225,21 +231,12 @@ def indicators(
     by: Annotated[Level, typer.Option(help="Level: department, town, community, grid, category, order.")] = (
         Level.department
     ),
-    period: Annotated[
-        str | None, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")
-    ] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    no_deadline: Annotated[
-        NoDeadline, typer.Option(help="Closed items without a deadline: excluded or on time.")
-    ] = NoDeadline.exclude,
-    cancelled: Annotated[
-        Cancelled,
-        typer.Option(help="Cancelled and merged items in the registered base: excluded or included."),
-    ] = Cancelled.exclude,
-    database_url: Annotated[
-        str | None, typer.Option(help="Read-model database (default: configured).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    period: Annotated[str | None, typer.Option(help=PERIOD_HELP)] = None,
+    output_format: FormatOpt = Format.table,
+    no_deadline: NoDeadlineOpt = NoDeadline.exclude,
+    cancelled: CancelledOpt = Cancelled.exclude,
+    database_url: DatabaseOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Every indicator of every unit for a period, each with its numerator and denominator."""
     from duban.periods import parse_period
@@ -258,23 +255,16 @@ def indicators(
 
 @app.command()
 def scores(
-    period: Annotated[str, typer.Option(help="2022-05, 2022-05-H1, 2022-W19, 2022 or 2022-05-03.")],
+    period: Annotated[str, typer.Option(help=PERIOD_HELP)],
     by: Annotated[Level, typer.Option(help="Level to score.")] = Level.department,
-    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     scorebook: Annotated[
         Path | None, typer.Option(help="Scorebook YAML (default: the built-in one).")
     ] = None,
-    no_deadline: Annotated[
-        NoDeadline, typer.Option(help="Closed items without a deadline: excluded or on time.")
-    ] = NoDeadline.exclude,
-    cancelled: Annotated[
-        Cancelled,
-        typer.Option(help="Cancelled and merged items in the registered base: excluded or included."),
-    ] = Cancelled.exclude,
-    database_url: Annotated[
-        str | None, typer.Option(help="Read-model database (default: configured).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    no_deadline: NoDeadlineOpt = NoDeadline.exclude,
+    cancelled: CancelledOpt = Cancelled.exclude,
+    database_url: DatabaseOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Score and rank units for a period (scorebook in force on its first day), with the movement
     against the previous period of the same kind."""
