@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy import Engine
@@ -25,6 +25,9 @@ from duban.cli_stack import stack_app
 from duban.config import load_settings
 from duban.errors import ConfigurationError, DubanError, ValidationError
 from duban.logs import configure_logging
+
+if TYPE_CHECKING:
+    from projections.frozen_periods import Snapshot
 
 app = typer.Typer(
     help="duban (督办): supervise problems found in the city until they are fixed and verified.",
@@ -271,6 +274,7 @@ def scores(
     from duban.periods import parse_period, previous_period
     from projections import indicators as ind
     from projections import scoring
+    from projections.frozen_periods import read_snapshots
 
     with _errors():
         start, end = parse_period(period)
@@ -278,20 +282,55 @@ def scores(
         _writable_file(output, "output")
         book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
         engine = _read_models(database_url or load_settings().database)
-        options = ind.IndicatorOptions(no_deadline=no_deadline.value, cancelled=cancelled.value)
-        rows = scoring.score_units(engine, by.value, start, end, book, options)
-        previous: list[scoring.Score] = []
-        with contextlib.suppress(ValidationError):  # no scorebook for the previous period: no movement
-            previous = scoring.score_units(engine, by.value, *parse_period(before), book, options)
-        rows = scoring.with_movement(rows, previous)
+        frozen = read_snapshots(engine, period, by.value)
+        if frozen:
+            rows, note = frozen[0].scores, _frozen_note(frozen[0])
+        else:
+            options = ind.IndicatorOptions(no_deadline=no_deadline.value, cancelled=cancelled.value)
+            current = scoring.score_units(engine, by.value, start, end, book, options)
+            previous: list[scoring.Score] = []
+            with contextlib.suppress(ValidationError):  # no scorebook for the previous period
+                previous = scoring.score_units(engine, by.value, *parse_period(before), book, options)
+            rows, note = (
+                scoring.score_dicts(scoring.with_movement(current, previous)),
+                "open (not yet closed)",
+            )
     if output_format == Format.json:
-        text = json.dumps(scoring.score_dicts(rows), ensure_ascii=False, indent=2)
+        text = json.dumps(rows, ensure_ascii=False, indent=2)
     elif output_format == Format.csv:
-        text = _csv_of(scoring.score_dicts(rows))
+        text = _csv_of(rows)
     else:
         text = scoring.format_scores(rows)
-    heading = f"Period: {period} (movement against {before}); scores to 0.01, half up"
+    heading = f"Period: {period}, {note}; movement against {before}; scores to 0.01, half up"
     _emit(text, output, heading if output_format == Format.table else None)
+
+
+def _frozen_note(snapshot: Snapshot) -> str:
+    return (
+        f"closed {snapshot.frozen_at:%Y-%m-%d %H:%M} UTC (scorebook {snapshot.scorebook_version}, "
+        f"{snapshot.events_count} events, hash {snapshot.events_hash[:12]})"
+    )
+
+
+@app.command("close-period")
+def close_period(
+    period: Annotated[str, typer.Option(help=PERIOD_HELP)],
+    scorebook: Annotated[
+        Path | None, typer.Option(help="Scorebook YAML (default: the built-in one).")
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Close a period: freeze its indicators and scores at every level (closing again changes nothing)."""
+    from datetime import UTC, datetime
+
+    from projections import scoring
+    from projections.frozen_periods import freeze_period
+
+    with _errors():
+        book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
+        engine = _read_models(database_url or load_settings().database)
+        [first, *_] = freeze_period(engine, period, book, datetime.now(UTC))
+    typer.echo(f"{period}: {_frozen_note(first)}")
 
 
 def _csv_of(rows: list[dict[str, object]]) -> str:

@@ -232,7 +232,8 @@ def indicators(
     return rows
 
 
-def _plain(row: IndicatorRow) -> dict[str, object]:
+def indicator_dict(row: IndicatorRow) -> dict[str, object]:
+    """The JSON-ready form of a row (see :func:`to_json`)."""
     return {
         "level": row.level,
         "unit_key": row.unit_key,
@@ -253,7 +254,7 @@ def _plain(row: IndicatorRow) -> dict[str, object]:
 def to_json(rows: list[IndicatorRow]) -> str:
     """A JSON list of rows: level, unit key and, per indicator, numerator, denominator, value (a
     decimal string, or null), unit and the rules in words."""
-    return json.dumps([_plain(r) for r in rows], ensure_ascii=False, indent=2)
+    return json.dumps([indicator_dict(r) for r in rows], ensure_ascii=False, indent=2)
 
 
 def to_csv(rows: list[IndicatorRow]) -> str:

@@ -28,6 +28,7 @@ from events.codec import decode_event, encode_event, parse_utc
 from events.envelope import EventEnvelope
 from events.store import EventStore
 from projections import read_models as rm
+from projections.frozen_periods import counted_day, create_ledger, period_snapshots
 from projections.read_models import table_checksum
 from workflows.item_policy import calendar_for
 
@@ -195,7 +196,12 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
     return {}
 
 
-def _adjustment(ev: EventEnvelope, adjustments: list[dict[str, Any]]) -> str:
+def _adjustment(
+    ev: EventEnvelope,
+    adjustments: list[dict[str, Any]],
+    spans: list[tuple[date, date, datetime]],
+    days: dict[str, date],
+) -> str:
     """Queue a ``ScoreAdjusted`` event's row; return the reason if the adjustment is invalid."""
     p = ev.payload
     if p["level"] not in rm.LEVELS:
@@ -209,6 +215,7 @@ def _adjustment(ev: EventEnvelope, adjustments: list[dict[str, Any]]) -> str:
         return "payload.day or payload.points: day must be YYYY-MM-DD and points a decimal number"
     if not points.is_finite():
         return "payload.points: must be a finite decimal number"
+    day = days[ev.event_id] = counted_day(day, ev.recorded_at, spans)
     adjustments.append(
         {"event_id": ev.event_id, "level": p["level"], "unit_key": p["unit_key"], "day": day,
          "points": str(points), "reason": p["reason"], "approver": p["approver"]}
@@ -236,6 +243,7 @@ class ItemProjector:
         self.engine = engine
         self.projection = projection
         rm.create_tables(engine)
+        create_ledger(engine)
 
     def apply_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Decode and apply ``messages`` (in order) in one transaction; store positions offset+1.
@@ -306,6 +314,8 @@ class ItemProjector:
             views.update((row["item_id"], dict(row)) for row in conn.execute(query).mappings())
         counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         adjustments: list[dict[str, Any]] = []
+        spans = [(r.start, r.end, r.frozen_at) for r in conn.execute(select(period_snapshots)).all()]
+        days: dict[str, date] = {}
         applied: list[dict[str, Any]] = []
         dead: list[dict[str, Any]] = []
         changed: set[str] = set()
@@ -315,7 +325,11 @@ class ItemProjector:
             if ev is not None and ev.event_id in seen:
                 duplicates += 1
                 continue
-            reason = entry.reason if ev is None else self._apply_event(ev, views, counters, adjustments)
+            reason = (
+                entry.reason
+                if ev is None
+                else self._apply_event(ev, views, counters, adjustments, spans, days)
+            )
             if reason:
                 raw = entry.raw if entry.raw is not None or ev is None else encode_event(ev)
                 ref = {"event_id": ev.event_id if ev else None, "item_id": ev.item_id if ev else None}
@@ -325,7 +339,12 @@ class ItemProjector:
             seen.add(ev.event_id)
             if ev.event_type != t.SCORE_ADJUSTED:
                 changed.add(ev.item_id)
-            who = {"event_id": ev.event_id, "item_id": ev.item_id, "sequence": ev.sequence}
+            who = {
+                "event_id": ev.event_id,
+                "item_id": ev.item_id,
+                "sequence": ev.sequence,
+                "day": days.get(ev.event_id),
+            }
             applied.append(
                 {"topic": entry.topic, "partition": entry.partition, "offset": entry.offset, **who}
             )
@@ -340,10 +359,12 @@ class ItemProjector:
         views: dict[str, dict[str, Any]],
         counters: dict[tuple[str, str, date], dict[str, int]],
         adjustments: list[dict[str, Any]],
+        spans: list[tuple[date, date, datetime]],
+        days: dict[str, date],
     ) -> str:
         """Apply one new event to the in-memory views and counters; return a reason if it cannot be."""
         if ev.event_type == t.SCORE_ADJUSTED:
-            return _adjustment(ev, adjustments)
+            return _adjustment(ev, adjustments, spans, days)
         view = views.get(ev.item_id)
         if ev.event_type == t.ITEM_REGISTERED:
             if view is not None:
@@ -361,6 +382,10 @@ class ItemProjector:
         view.update(last_sequence=ev.sequence, last_event_at=ev.occurred_at)
         views[ev.item_id] = view
         day = ev.occurred_at.astimezone(zone).date()
+        counted = counted_day(day, ev.recorded_at, spans)
+        if counted != day:  # its day was closed before it was recorded: it counts on the next open day
+            bumps["late"] = 1
+        day = days[ev.event_id] = counted
         for level in rm.LEVELS:
             key = view[rm.LEVEL_COLUMN.get(level, level)]
             if level == "department" and ev.event_type == t.DEPARTMENT_REPORTED_IN:

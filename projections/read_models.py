@@ -71,6 +71,7 @@ COUNTER_COLUMNS = (
     "handling_seconds",
     "closed_with_calendar",
     "handling_working_seconds",
+    "late",
 )
 """Integer counter columns of ``unit_day_counters`` (events counted on their local day; the two
 ``handling_*`` columns are sums of seconds over the items closed that day). See
@@ -126,6 +127,7 @@ applied_events = Table(
     Column("topic", String(256), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", _BIGINT, nullable=False),
+    Column("day", Date, nullable=True),  # the local day the event was counted on (late: moved on)
 )
 
 projection_positions = Table(

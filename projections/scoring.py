@@ -371,11 +371,11 @@ def score_dicts(scores: list[Score]) -> list[dict[str, object]]:
     ]
 
 
-def format_scores(scores: list[Score]) -> str:
-    """A plain-text table of :func:`score_dicts` (movement: ``+2`` up, ``-1`` down, ``=``, ``new``)."""
+def format_scores(rows: list[dict[str, object]]) -> str:
+    """A plain-text table of :func:`score_dicts` rows (movement: ``+2`` up, ``-1`` down, ``=``, ``new``)."""
     header = ["rank", "move", "unit", "score", "band", "composite", "minus", "plus", "adjust"]
     body = []
-    for row in score_dicts(scores):
+    for row in rows:
         move = row["movement"]
         shown_move = "new" if move is None else "=" if move == 0 else f"{move:+d}"
         unit = str(row["unit_key"]) or "(unknown)"

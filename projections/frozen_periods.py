@@ -1,0 +1,165 @@
+"""Closing a reporting period: a frozen snapshot of its indicators and scores that never changes.
+
+DOMAIN.md "Cadence": a published period is frozen — its inputs, rule version and results never
+change; corrections are new events that show in the next period. Closing a period stores, per level,
+the indicators and scores computed from the read models at that moment, the scorebook version, and a
+SHA-256 of the ids of the events it read (the events counted on its days). Closing again returns the
+stored snapshot unchanged.
+
+Late events: the projection counts an event on its local day unless a snapshot covering that day was
+frozen before the event was recorded (``recorded_at``, stamped by the recording activity); then it
+counts on the first day after that period (and again, while that day is frozen too), as ``late``.
+The rule reads only data (snapshot times and event times), so a rebuild gives the same counters.
+Close a period only once the projection has caught up with the events recorded before the close.
+
+The snapshots live in their own tables (``ledger_metadata``): rebuilding the read models keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
+
+from duban.db import UTCDateTime
+from duban.errors import ValidationError
+from duban.periods import parse_period, previous_period
+from projections import read_models as rm
+from projections.indicators import IndicatorOptions, indicator_dict, indicators
+from projections.scoring import Score, Scorebook, score_dicts, score_units, with_movement
+
+ledger_metadata = MetaData()
+
+period_snapshots = Table(
+    "period_snapshots",
+    ledger_metadata,
+    Column("period", String(16), primary_key=True),
+    Column("level", String(16), primary_key=True),
+    Column("start", Date, nullable=False),
+    Column("end", Date, nullable=False),
+    Column("frozen_at", UTCDateTime(), nullable=False),
+    Column("scorebook_version", String(64), nullable=False),
+    Column("events_hash", String(64), nullable=False),
+    Column("events_count", Integer, nullable=False),
+    Column("indicators", Text, nullable=False),
+    Column("scores", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One level of a frozen period: its results as they were published."""
+
+    period: str
+    level: str
+    start: date
+    end: date
+    frozen_at: datetime
+    scorebook_version: str
+    events_hash: str
+    events_count: int
+    indicators: list[dict[str, object]]
+    scores: list[dict[str, object]]
+
+
+def create_ledger(engine: Engine) -> None:
+    """Create the snapshot table if missing (idempotent)."""
+    ledger_metadata.create_all(engine)
+
+
+def frozen_spans(engine: Engine) -> list[tuple[date, date, datetime]]:
+    """``(start, end, frozen_at)`` of every frozen period (one per period), for the projector."""
+    create_ledger(engine)
+    c = period_snapshots.c
+    query = select(c.start, c.end, c.frozen_at).distinct().order_by(c.start, c.end)
+    with engine.connect() as conn:
+        return [(r.start, r.end, r.frozen_at) for r in conn.execute(query)]
+
+
+def counted_day(day: date, recorded_at: datetime, spans: list[tuple[date, date, datetime]]) -> date:
+    """The day an event is counted on: ``day``, or past every period frozen before it was recorded."""
+    moved = True
+    while moved:
+        moved = False
+        for start, end, frozen_at in spans:
+            if start <= day < end and frozen_at < recorded_at:
+                day, moved = end, True
+    return day
+
+
+def events_digest(engine: Engine, start: date, end: date) -> tuple[str, int]:
+    """SHA-256 of the sorted ids of the events counted on ``[start, end)``, and how many there are."""
+    c = rm.applied_events.c
+    query = select(c.event_id).where(c.day >= start, c.day < end).order_by(c.event_id)
+    digest = hashlib.sha256()
+    count = 0
+    with engine.connect() as conn:
+        for event_id in conn.execute(query).scalars():
+            digest.update(event_id.encode() + b"\n")
+            count += 1
+    return digest.hexdigest(), count
+
+
+def freeze_period(
+    engine: Engine,
+    period: str,
+    scorebook: Scorebook,
+    frozen_at: datetime,
+    options: IndicatorOptions | None = None,
+) -> list[Snapshot]:
+    """Close ``period`` (e.g. ``2026-11``, ``2026-11-H1``, ``2026-W45``, ``2026-11-02``) at ``frozen_at``
+    (aware UTC): store one snapshot per level; if it is already closed, return what was stored.
+
+    Raises:
+        ValidationError: a bad period, a naive ``frozen_at``, a period before the scorebook.
+    """
+    if frozen_at.tzinfo is None:
+        raise ValidationError("frozen_at", "must be an aware datetime (UTC)")
+    create_ledger(engine)
+    rm.create_tables(engine)
+    existing = read_snapshots(engine, period)
+    if existing:
+        return existing
+    start, end = parse_period(period)
+    version = scorebook.in_force(start).version
+    digest, count = events_digest(engine, start, end)
+    rows = []
+    for level in rm.LEVELS:
+        ind = [indicator_dict(r) for r in indicators(engine, level, start, end, options)]
+        previous: list[Score] = []
+        with contextlib.suppress(ValidationError):  # no scorebook for the period before: no movement
+            previous = score_units(engine, level, *parse_period(previous_period(period)), scorebook, options)
+        current = score_units(engine, level, start, end, scorebook, options)
+        sc = score_dicts(with_movement(current, previous))
+        rows.append(
+            {
+                "period": period.strip(), "level": level, "start": start, "end": end, "frozen_at": frozen_at,
+                "scorebook_version": version, "events_hash": digest, "events_count": count,
+                "indicators": json.dumps(ind, ensure_ascii=False, sort_keys=True),
+                "scores": json.dumps(sc, ensure_ascii=False, sort_keys=True),
+            }
+        )  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(period_snapshots.insert(), rows)
+    return read_snapshots(engine, period)
+
+
+def read_snapshots(engine: Engine, period: str, level: str | None = None) -> list[Snapshot]:
+    """The stored snapshots of ``period`` (all levels, or ``level``); empty if it is not closed."""
+    create_ledger(engine)
+    c = period_snapshots.c
+    query = select(period_snapshots).where(c.period == period.strip()).order_by(c.level)
+    if level is not None:
+        query = query.where(c.level == level)
+    with engine.connect() as conn:
+        return [
+            Snapshot(
+                r.period, r.level, r.start, r.end, r.frozen_at, r.scorebook_version, r.events_hash,
+                r.events_count, json.loads(r.indicators), json.loads(r.scores),
+            )
+            for r in conn.execute(query)
+        ]  # fmt: skip
