@@ -373,6 +373,35 @@ def _read_models(url: str) -> Engine:
     return engine
 
 
+@app.command()
+def schedules(
+    zone: Annotated[
+        str, typer.Option(help="IANA time zone of the area, e.g. Asia/Shanghai.")
+    ] = "Asia/Shanghai",
+) -> None:
+    """Install (or update) the Temporal Schedules that close daily, weekly, half-monthly and monthly
+    periods five minutes after each cut-off in ``zone``; the worker runs them (``duban worker``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from temporalio.client import Client
+
+    from activities.period_closing import install_schedules
+
+    with _errors():
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"zone: unknown IANA time zone {zone!r}") from None
+        settings = load_settings()
+
+        async def install() -> list[str]:
+            client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+            return await install_schedules(client, zone, settings.task_queue)
+
+        ids = _run(install())
+    typer.echo(f"schedules in {zone}: {', '.join(ids)}")
+
+
 @app.command("rebuild-read-models")
 def rebuild_read_models(
     database_url: Annotated[

@@ -13,13 +13,16 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.event_recording import EventRecorder
 from activities.order_paging import OrderItems, OrderPaging
+from activities.period_closing import PeriodClosing
 from duban.config import Settings
 from duban.db import make_engine
 from duban.kafka import make_producer
 from events.store import EventStore
+from projections.scoring import load_scorebook
 from workflows.item_policy import CALENDARS, calendar_for
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
+from workflows.period_close import PeriodCloseWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -62,9 +65,11 @@ def build_worker(
     recorder: EventRecorder,
     max_cached: int = 10000,
     paging: OrderPaging | None = None,
+    closing: PeriodClosing | None = None,
 ) -> Worker:
     """A worker for ``SupervisionItemWorkflow`` and ``record_events`` on ``task_queue``, plus
-    ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given.
+    ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given, and
+    ``PeriodCloseWorkflow``'s ``close_period`` when ``closing`` is given.
 
     ``max_cached`` bounds the sticky workflow cache (items kept in memory between tasks); keep it
     above the number of concurrently active items, or evicted items are replayed from history.
@@ -72,8 +77,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow],
-        activities=[recorder.record_events, *([paging.start_order_page] if paging else [])],
+        workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow, PeriodCloseWorkflow],
+        activities=[
+            recorder.record_events,
+            *([paging.start_order_page] if paging else []),
+            *([closing.close_period] if closing else []),
+        ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached,
         max_concurrent_activities=64,
@@ -87,6 +96,7 @@ async def run_worker(settings: Settings) -> None:
     store = EventStore(engine)
     store.create()
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
+    closing = PeriodClosing(engine, load_scorebook())
     producer = make_producer(settings)
     await producer.start()
     stop = asyncio.Event()
@@ -95,7 +105,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         recorder = EventRecorder(store, producer, settings.events_topic)
-        async with build_worker(client, settings.task_queue, recorder, paging=paging):
+        async with build_worker(client, settings.task_queue, recorder, paging=paging, closing=closing):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()
     finally:

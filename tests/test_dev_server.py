@@ -11,15 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest_asyncio
+from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from activities.event_recording import EventRecorder
+from activities.period_closing import install_schedules, schedule_id
 from duban.worker import build_worker
 from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, Registration
 from workflows.item_policy import apply_rulebook
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.period_close import CADENCES
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
 
@@ -134,3 +137,17 @@ async def test_the_operator_queries_of_the_readme_find_a_red_item_escalated_to_t
         await handle.terminate("test over")
     rungs = [e.payload["rung"] for e in event_store.read(item) if e.event_type == "ItemEscalated"]
     assert rungs == ["department_head", "district_leader", "district_order", "city_order"]
+
+
+async def test_period_schedules_are_installed_in_the_areas_time_zone(dev_env: WorkflowEnvironment) -> None:
+    for _ in range(2):  # installing again updates them
+        ids = await install_schedules(dev_env.client, "Asia/Shanghai", "dev-close")
+    assert ids == [schedule_id(c) for c in CADENCES]
+    for cadence, cron in CADENCES.items():
+        described = await dev_env.client.get_schedule_handle(schedule_id(cadence)).describe()
+        spec = described.schedule.spec
+        assert spec.time_zone_name == "Asia/Shanghai"
+        assert spec.cron_expressions == [cron] or spec.calendars  # the server may store cron as calendars
+        action = described.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "PeriodCloseWorkflow"
+        assert described.schedule.state.paused is False
