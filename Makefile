@@ -31,6 +31,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_order.py
+	$(BIN)/python bench/bench_rankings.py
 
 demo: $(STAMP)
 	$(BIN)/duban demo
