@@ -86,7 +86,8 @@ def load(engine: Engine, items: list[tuple[str, str, str, str, date, bool | None
         at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         views.append(
             {"item_id": f"I{i:07d}", "category": "litter", "department": dept, "unit": dept, "town": town,
-             "community": community, "grid": grid, "zone": "UTC", "order_id": "", "calendar": "",
+             "community": community, "grid": grid, "zone": "UTC", "order_id": "", "district": "",
+             "calendar": "",
              "stage": "closed", "registered_at": at, "resolution_deadline": None if on_time is None else at,
              "closed_at": at, "on_time": on_time, "overdue": on_time is False, "escalation_level": 0,
              "warned": False, "last_sequence": 6, "last_event_at": at}

@@ -40,6 +40,7 @@ _T = TypeVar("_T")
 
 class Level(StrEnum):
     department = "department"
+    district = "district"
     town = "town"
     community = "community"
     grid = "grid"

@@ -62,6 +62,7 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
         "rulebook_version": STR,
         "calendar": STR,
         "order_id": STR,
+        "district": STR,
     },
     ITEM_DISPATCHED: {"department": STR, "unit": STR, "role": STR},
     ITEM_ACCEPTED: {"unit": STR, "role": STR},
@@ -137,7 +138,13 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
 not about an item: its ``item_id`` is ``score-adjustment:<adjustment id>`` (one event each)."""
 
 ADDED_FIELDS: Final[dict[str, dict[str, object]]] = {
-    ITEM_REGISTERED: {"urgency": "normal", "rulebook_version": "", "calendar": "", "order_id": ""},
+    ITEM_REGISTERED: {
+        "urgency": "normal",
+        "rulebook_version": "",
+        "calendar": "",
+        "order_id": "",
+        "district": "",
+    },
     ITEM_DISPATCHED: {"role": ""},
     ITEM_ACCEPTED: {"role": ""},
     RECTIFICATION_SUBMITTED: {"location": "", "role": ""},

@@ -71,6 +71,11 @@ def create_ledger(engine: Engine) -> None:
     ledger_metadata.create_all(engine)
 
 
+def drop_ledger(engine: Engine) -> None:
+    """Drop the snapshot table (tests and throwaway databases only: closed periods are records)."""
+    ledger_metadata.drop_all(engine)
+
+
 def frozen_spans(engine: Engine) -> list[tuple[date, date, datetime]]:
     """``(start, end, frozen_at)`` of every frozen period (one per period), for the projector."""
     create_ledger(engine)

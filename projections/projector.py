@@ -120,6 +120,7 @@ def _new_view(ev: EventEnvelope) -> dict[str, Any]:
         **{name: p[name] for name in ("category", "department", "unit", "town", "community", "grid", "zone")},
         "item_id": ev.item_id,
         "order_id": p["order_id"],
+        "district": p["district"],
         "calendar": p["calendar"],
         "stage": "registered",
         "registered_at": ev.occurred_at,

@@ -39,9 +39,10 @@ from sqlalchemy import (
 
 from duban.db import UTCDateTime
 
-LEVELS = ("department", "town", "community", "grid", "category", "order")
-"""Levels of ``unit_day_counters``: a functional department, an area of the three-level linkage, the
-item's category, or the supervision order it belongs to."""
+LEVELS = ("department", "district", "town", "community", "grid", "category", "order")
+"""Levels of ``unit_day_counters``: a functional department, the leader-owned district (挂包: its
+ranking is its leader's), an area of the three-level linkage, the item's category, or the
+supervision order it belongs to."""
 
 LEVEL_COLUMN = {"order": "order_id"}
 """The ``item_view`` column holding each level's key (the level's own name unless listed)."""
@@ -96,6 +97,7 @@ item_view = Table(
     Column("grid", String(256), nullable=False),
     Column("zone", String(64), nullable=False),
     Column("order_id", String(128), nullable=False, default=""),
+    Column("district", String(256), nullable=False, default=""),
     Column("calendar", String(32), nullable=False, default=""),
     Column("stage", String(32), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),

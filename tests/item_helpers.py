@@ -191,7 +191,7 @@ def cmd(kind: str, at: datetime, **fields: Any) -> ItemCommand:
 
 def item(item_id: str, *commands: ItemCommand) -> list[EventEnvelope]:
     reg = litter(cst(11, 2, 9, 0))
-    reg.item_id, reg.department = item_id, "UM"
+    reg.item_id, reg.department, reg.district = item_id, "UM", "Qiaotou"
     state, events = rules.register(reg)
     for c in commands:
         events += rules.fire_due_timers(state, c.occurred_at)

@@ -35,6 +35,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "rulebook_version": "2026.1",
         "calendar": "china",
         "order_id": "",
+        "district": "Qiaotou",
     },
     t.ITEM_DISPATCHED: {"department": "PWD", "unit": "PWD-street", "role": "dispatcher"},
     t.ITEM_ACCEPTED: {"unit": "PWD-street", "role": "handling_unit"},

@@ -25,7 +25,7 @@ from events.codec import encode_event
 from events.envelope import EventEnvelope
 from events.store import EventStore
 from projections import read_models as rm
-from projections.frozen_periods import freeze_period, read_snapshots
+from projections.frozen_periods import drop_ledger, freeze_period, read_snapshots
 from projections.projector import ItemProjector, RawMessage
 from projections.scoring import load_scorebook, score_adjustment, score_units
 from workflows import item_rules as rules
@@ -52,11 +52,16 @@ def project(engine: Engine, events: list[EventEnvelope], first: int = 0) -> None
     )
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'f.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    rm.drop_tables(eng)
+    drop_ledger(eng)
     project(eng, three_items())
     yield eng
+    rm.drop_tables(eng)
+    drop_ledger(eng)
     eng.dispose()
 
 

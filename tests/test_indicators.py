@@ -67,6 +67,11 @@ def test_every_indicator_of_the_category_by_hand(engine: Engine) -> None:
     }
 
 
+def test_the_leader_owned_district_sees_all_three_items(engine: Engine) -> None:
+    """All three items are in the Qiaotou district: its leader's indicators are the category's."""
+    assert table(indicators(engine, "district"), "Qiaotou") == table(indicators(engine, "category"), "litter")
+
+
 def test_cancelled_items_can_stay_in_the_base(engine: Engine) -> None:
     got = table(indicators(engine, "category", options=IndicatorOptions(cancelled="include")), "litter")
     assert got["rectification_rate"] == (2, 3, Decimal("0.6667"))

@@ -37,7 +37,7 @@ from events.envelope import EventEnvelope
 from events.store import EventStore
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer, run_until_caught_up
-from projections.projector import BatchResult, ItemProjector, RawMessage, table_checksum
+from projections.projector import ItemProjector, RawMessage, table_checksum
 from projections.rankings import RankingRow, format_table, overdue_by_department, rank_units, to_csv, to_json
 from workflows import item_rules
 from workflows.item_model import CommandKind, ItemCommand, ItemState, Registration
@@ -392,7 +392,9 @@ async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str
         broker, topic, [(e.item_id.encode(), encode_event(e)) for e in first] + [(b"junk", b"{oops")]
     )
     totals = await run_until_caught_up(settings, eng, timeout_s=60)
-    assert totals == BatchResult(applied=len(first), duplicates=0, dead_lettered=1)
+    # Effects are exact; deliveries are at least once (a rebalance on a loaded machine re-reads a
+    # batch that was fetched before its positions were stored: it shows as duplicates).
+    assert totals.applied == len(first) and totals.dead_lettered >= 1
     assert sum(positions(eng).values()) == len(first) + 1
 
     redelivered = first[4]  # a producer retry: an event already applied arrives again, later
@@ -412,7 +414,8 @@ async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str
         stop.set()
         await runner
     # only the new records were read: resumed from the stored offsets, not from the beginning
-    assert consumer.totals == BatchResult(applied=len(second), duplicates=1, dead_lettered=0)
+    # (which would make every one of the first events a duplicate)
+    assert consumer.totals.applied == len(second) and 1 <= consumer.totals.duplicates < len(first)
     assert counters(eng) == EXPECTED_COUNTERS
     assert sum(positions(eng).values()) == len(first) + 1 + len(second) + 1
     with eng.connect() as conn:

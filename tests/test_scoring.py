@@ -28,6 +28,7 @@ from duban.errors import ValidationError
 from events.codec import encode_event
 from events.envelope import EventEnvelope
 from projections import read_models as rm
+from projections.frozen_periods import drop_ledger
 from projections.projector import ItemProjector, RawMessage
 from projections.scoring import (
     DEFAULT_SCOREBOOK_PATH,
@@ -53,11 +54,16 @@ def project(engine: Engine, events: list[EventEnvelope], first_offset: int = 0) 
     )
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    rm.drop_tables(eng)
+    drop_ledger(eng)
     project(eng, three_items())
     yield eng
+    rm.drop_tables(eng)
+    drop_ledger(eng)
     eng.dispose()
 
 

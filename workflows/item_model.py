@@ -99,6 +99,7 @@ class Registration:
     urgency: str = "normal"
     policy: ItemPolicy | None = None
     order_id: str = ""
+    district: str = ""  # the leader-owned district (挂包) the item's town belongs to
 
 
 @dataclass

@@ -126,6 +126,7 @@ def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
         rulebook_version=policy.rulebook_version if policy else "",
         calendar=policy.calendar if policy else "",
         order_id=reg.order_id,
+        district=reg.district,
     )
     return state, [event]
 
