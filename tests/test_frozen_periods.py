@@ -24,6 +24,7 @@ from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
 from events.store import EventStore
+from events.store import metadata as store_metadata
 from projections import read_models as rm
 from projections.frozen_periods import drop_ledger, freeze_period, read_snapshots
 from projections.projector import ItemProjector, RawMessage
@@ -58,10 +59,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(url)
     rm.drop_tables(eng)
     drop_ledger(eng)
+    store_metadata.drop_all(eng)
     project(eng, three_items())
     yield eng
     rm.drop_tables(eng)
     drop_ledger(eng)
+    store_metadata.drop_all(eng)  # PostgreSQL is shared by the session: leave no events behind
     eng.dispose()
 
 
