@@ -6,6 +6,10 @@ the period: numerator and denominator count events whose local day (in the item'
 happened then. Rates are exact decimals quantized to 0.0001 (ROUND_HALF_UP); mean handling times are
 hours quantized to 0.01 (ROUND_HALF_UP). No floats anywhere.
 
+The rectification, closure and extension rates are cohort rates instead: of the items registered
+in the period (at department level, registered under the department), the share rectified, closed
+or extended so far; they never exceed 1, and grow as the cohort's items progress.
+
 Stated choices (``IndicatorOptions``):
 - ``no_deadline``: closed items without a deadline are left out of the on-time and overdue rates
   (``exclude``, the default) or counted on time (``on_time``).
@@ -60,11 +64,12 @@ class Definition:
 
 
 def _base(c: Counts, o: IndicatorOptions) -> int:
-    return c["registered"] - (c["cancelled"] + c["merged"] if o.cancelled == "exclude" else 0)
+    return c["registered"] - (c["cohort_withdrawn"] if o.cancelled == "exclude" else 0)
 
 
 def _base_rule(o: IndicatorOptions) -> str:
-    return "items registered" + (" less those cancelled or merged" if o.cancelled == "exclude" else "")
+    withdrawn = " less those since cancelled or merged" if o.cancelled == "exclude" else ""
+    return f"items registered in the period (at department level: registered under it){withdrawn}"
 
 
 def _closed_base(c: Counts, o: IndicatorOptions) -> int:
@@ -84,12 +89,18 @@ def _fixed(text: str) -> Callable[[IndicatorOptions], str]:
 DEFINITIONS: tuple[Definition, ...] = (
     Definition(
         "rectification_rate",
-        lambda c, o: c["verified_passed"],
+        lambda c, o: c["cohort_rectified"],
         _base,
-        _fixed("rectifications that passed verification"),
+        _fixed("of those items, the ones whose rectification has passed verification (so far)"),
         _base_rule,
     ),
-    Definition("closure_rate", lambda c, o: c["closed"], _base, _fixed("items closed out"), _base_rule),
+    Definition(
+        "closure_rate",
+        lambda c, o: c["cohort_closed"],
+        _base,
+        _fixed("of those items, the ones closed out (so far)"),
+        _base_rule,
+    ),
     Definition(
         "on_time_closure_rate",
         lambda c, o: c["closed_on_time"] + (c["closed_no_deadline"] if o.no_deadline == "on_time" else 0),
@@ -115,7 +126,11 @@ DEFINITIONS: tuple[Definition, ...] = (
         _fixed("verifications"),
     ),
     Definition(
-        "extension_rate", lambda c, o: c["extended"], _base, _fixed("extensions approved"), _base_rule
+        "extension_rate",
+        lambda c, o: c["cohort_extended"],
+        _base,
+        _fixed("of those items, the ones granted an extension (so far)"),
+        _base_rule,
     ),
     Definition(
         "accurate_dispatch_rate",

@@ -130,6 +130,8 @@ def _new_view(ev: EventEnvelope) -> dict[str, Any]:
         "overdue": False,
         "escalation_level": 0,
         "warned": False,
+        "intake_department": p["department"],
+        "extended": False,
     }
 
 
@@ -150,13 +152,14 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
         view["stage"] = "rectified"
     elif kind == t.RECTIFICATION_VERIFIED:
         view["stage"] = "verified" if p["passed"] else "accepted"  # failed: rework by the same unit
-        return {"verified": 1, "verified_passed": int(p["passed"])}
+        return {"verified": 1, "verified_passed": int(p["passed"]), "cohort_rectified": int(p["passed"])}
     elif kind == t.REWORK_ORDERED:
         return {"rework": 1}
     elif kind == t.ITEM_CLOSED:
         view.update(stage="closed", closed_at=ev.occurred_at, on_time=p["on_time"])
         bumps = {
             "closed": 1,
+            "cohort_closed": 1,
             "handling_seconds": p["handling_seconds"],
             **_working_time(view, ev.occurred_at),
         }
@@ -167,7 +170,7 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
         return {**bumps, "closed_with_deadline": 1, "closed_on_time" if p["on_time"] else "closed_overdue": 1}
     elif kind == t.ITEM_CANCELLED:
         view["stage"] = "cancelled"
-        return {"cancelled": 1}
+        return {"cancelled": 1, "cohort_withdrawn": 1}
     elif kind == t.DEADLINE_WARNED:
         view["warned"] = True
         return {"warned": 1}
@@ -183,10 +186,11 @@ def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
         return {"returned": 1}
     elif kind == t.ITEM_MERGED:
         view["stage"] = "merged"
-        return {"merged": 1}
+        return {"merged": 1, "cohort_withdrawn": 1}
     elif kind == t.EXTENSION_APPROVED:
         view["resolution_deadline"] = parse_utc(p["deadline"], "deadline")
-        return {"extended": 1}
+        first, view["extended"] = not view["extended"], True
+        return {"extended": 1, "cohort_extended": int(first)}
     elif kind == t.ITEM_SUSPENDED:
         return {"suspended": 1}
     elif kind == t.ITEM_RESUMED and p["resolution_deadline"]:
@@ -387,6 +391,8 @@ class ItemProjector:
         if counted != day:  # its day was closed before it was recorded: it counts on the next open day
             bumps["late"] = 1
         day = days[ev.event_id] = counted
+        cohort = {n: bumps.pop(n) for n in list(bumps) if n.startswith("cohort_")}
+        cohort_day = view["registered_at"].astimezone(zone).date()
         for level in rm.LEVELS:
             key = view[rm.LEVEL_COLUMN.get(level, level)]
             if level == "department" and ev.event_type == t.DEPARTMENT_REPORTED_IN:
@@ -394,6 +400,12 @@ class ItemProjector:
             if key:
                 bucket = counters[(level, key, day)]
                 for name, amount in bumps.items():
+                    bucket[name] += amount
+            # an item's progress counts for the day and units it was registered with, never late
+            cohort_key = view["intake_department"] if level == "department" else key
+            if cohort_key and cohort:
+                bucket = counters[(level, cohort_key, cohort_day)]
+                for name, amount in cohort.items():
                     bucket[name] += amount
         return ""
 

@@ -73,10 +73,16 @@ COUNTER_COLUMNS = (
     "closed_with_calendar",
     "handling_working_seconds",
     "late",
+    "cohort_rectified",
+    "cohort_closed",
+    "cohort_extended",
+    "cohort_withdrawn",
 )
 """Integer counter columns of ``unit_day_counters`` (events counted on their local day; the two
-``handling_*`` columns are sums of seconds over the items closed that day). See
-``projections.indicators`` for the indicators built on them."""
+``handling_*`` columns are sums of seconds over the items closed that day). The ``cohort_*`` columns
+count items by the day and units they were *registered* with (the department at registration):
+rectified, closed, extended at least once, and withdrawn (cancelled or merged) so far, so that an
+item rate over a period's cohort never exceeds 1. See ``projections.indicators``."""
 
 PROJECTION_NAME = "item"
 """Name of the item projection in ``projection_positions``."""
@@ -107,6 +113,8 @@ item_view = Table(
     Column("overdue", Boolean(), nullable=False),
     Column("escalation_level", Integer, nullable=False),
     Column("warned", Boolean(), nullable=False),
+    Column("intake_department", String(256), nullable=False, default=""),
+    Column("extended", Boolean(), nullable=False, default=False),
     Column("last_sequence", Integer, nullable=False),
     Column("last_event_at", UTCDateTime(), nullable=False),
 )

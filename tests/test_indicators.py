@@ -30,6 +30,7 @@ from events.codec import encode_event
 from projections import read_models as rm
 from projections.indicators import INDICATOR_NAMES, IndicatorOptions, IndicatorRow, indicators
 from projections.projector import ItemProjector, RawMessage
+from workflows import item_rules as rules
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -122,3 +123,31 @@ def test_duban_indicators_prints_json_rows(tmp_path: Path) -> None:
     assert um["accurate_dispatch_rate"]["denominator_rule"] == "dispatches"
     unknown = CliRunner().invoke(app, ["indicators", "--by", "county", "--database-url", url])
     assert unknown.exit_code == 2
+
+
+def test_item_rates_follow_the_cohort_and_never_exceed_one(tmp_path: Path) -> None:
+    """An item registered on Monday and closed on Tuesday: Monday's closure rate is 1/1, Tuesday's has
+    no denominator (flows would have said 1/0 on Tuesday and 0/1 on Monday)."""
+    from datetime import date
+
+    from item_helpers import cmd, cst, litter
+
+    state, events = rules.register(litter(cst(11, 2, 9, 0)))
+    for c in (
+        cmd("dispatch", cst(11, 2, 9, 0), unit="U1", department="UM"),
+        cmd("accept", cst(11, 2, 9, 5)),
+        cmd("submit_rectification", cst(11, 3, 9, 0)),
+        cmd("verify", cst(11, 3, 9, 30)),
+        cmd("close", cst(11, 3, 10, 0)),
+    ):
+        events += rules.fire_due_timers(state, c.occurred_at)
+        events += rules.apply_command(state, c)
+    eng = make_engine(f"sqlite:///{tmp_path / 'cohort.db'}")
+    ItemProjector(eng).apply_batch(
+        [RawMessage("t", 0, i, b"L", encode_event(e)) for i, e in enumerate(events)]
+    )
+    monday = table(indicators(eng, "category", date(2026, 11, 2), date(2026, 11, 3)), "litter")
+    tuesday = table(indicators(eng, "category", date(2026, 11, 3), date(2026, 11, 4)), "litter")
+    assert monday["closure_rate"] == monday["rectification_rate"] == (1, 1, Decimal("1.0000"))
+    assert tuesday["closure_rate"] == (0, 0, None)
+    assert tuesday["overdue_rate"] == (1, 1, Decimal("1.0000"))  # a flow: closed on Tuesday, late

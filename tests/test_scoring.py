@@ -87,7 +87,8 @@ def test_department_scores_and_ranks_by_hand(engine: Engine) -> None:
     assert scores(engine, "department") == {
         "PWD": (1, Decimal("100.00"), "excellent"),  # only its report-in, on time: 100 × 0.1 / 0.1
         "Greening": (2, Decimal("91.77"), "excellent"),  # 100 × (0.4 + 0.1 + 0.1 × 1/2) / 0.6 + 0.1
-        "UM": (3, Decimal("33.19"), "fail"),  # 100 × (0.3 × 1/2 + 0.1 × 2/3 + 0.1) / 0.9 − 2.0 = 33.185…
+        # UM registered all three; P and R passed (cohort 2/2): 100 × (0.3 + 0.1 × 2/3 + 0.1) / 0.9 − 2.0
+        "UM": (3, Decimal("49.85"), "fail"),  # 51.8518… − 2.0 = 49.8518…
         "ISD": (4, Decimal("-0.50"), ""),  # its late report-in: 0 − 0.5; below every band
     }
 
@@ -96,8 +97,8 @@ def test_caps_limit_the_points_of_a_rule(engine: Engine) -> None:
     data = yaml.safe_load(DEFAULT_SCOREBOOK_PATH.read_text(encoding="utf-8"))
     capped = copy.deepcopy(data)
     capped["versions"][0]["deductions"][1]["cap"] = 0.25  # escalated: 1.0 per event, at most 0.25
-    # UM: 35.185… − (0.5 + 0.25 + 0.5) = 33.935… → 33.94
-    assert scores(engine, "department", parse_scorebook(capped))["UM"][1] == Decimal("33.94")
+    # UM: 51.8518… − (0.5 + 0.25 + 0.5) = 50.6018… → 50.60
+    assert scores(engine, "department", parse_scorebook(capped))["UM"][1] == Decimal("50.60")
 
 
 def test_a_manual_adjustment_is_an_event_with_a_reason_and_an_approver(engine: Engine) -> None:
@@ -167,7 +168,7 @@ def test_duban_scores_prints_json(engine: Engine) -> None:
     assert [(r["rank"], r["unit_key"], r["score"], r["movement"]) for r in rows] == [
         (1, "PWD", "100.00", None),
         (2, "Greening", "91.77", None),
-        (3, "UM", "33.19", None),
+        (3, "UM", "49.85", None),
         (4, "ISD", "-0.50", None),
     ]
-    assert rows[2]["composite"] == "35.1852" and rows[2]["deductions"] == "2.0000"
+    assert rows[2]["composite"] == "51.8519" and rows[2]["deductions"] == "2.0000"
