@@ -286,6 +286,8 @@ def scores(
         frozen = read_snapshots(engine, period, by.value)
         if frozen:
             rows, note = frozen[0].scores, _frozen_note(frozen[0])
+            if scorebook or no_deadline != NoDeadline.exclude or cancelled != Cancelled.exclude:
+                note += "; --scorebook, --no-deadline and --cancelled do not apply to a closed period"
         else:
             options = ind.IndicatorOptions(no_deadline=no_deadline.value, cancelled=cancelled.value)
             current = scoring.score_units(engine, by.value, start, end, book, options)
@@ -346,14 +348,25 @@ def _csv_of(rows: list[dict[str, object]]) -> str:
     return out.getvalue()
 
 
+def _existing_database(url: str) -> None:
+    """ConfigurationError unless ``url`` is a SQLite or PostgreSQL URL and, for SQLite, a file."""
+    from duban.config import check_database_url
+
+    check_database_url(url, "database_url")
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite") and (not url.startswith("sqlite:///") or path in ("", ":memory:")):
+        raise ConfigurationError(f"database_url: {url} is not a SQLite file (use sqlite:///path/to/file.db)")
+    if url.startswith("sqlite:///") and not Path(path).is_file():
+        raise ConfigurationError(f"database_url: no such SQLite file: {path}")
+
+
 def _read_models(url: str) -> Engine:
     """Engine on a database that holds duban's read models; ConfigurationError naming it if not."""
     from sqlalchemy import inspect
 
     from duban.db import make_engine
 
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ConfigurationError(f"database_url: no such SQLite file: {url.removeprefix('sqlite:///')}")
+    _existing_database(url)
     engine = make_engine(url)
     if not inspect(engine).has_table("unit_day_counters"):
         raise ConfigurationError(
@@ -411,6 +424,8 @@ def rebuild_read_models(
     ] = None,
 ) -> None:
     """Drop the read models and rebuild them from the event store (the events are not touched)."""
+    from sqlalchemy import inspect
+
     from duban.db import make_engine
     from events.store import EventStore
     from projections import read_models as rm
@@ -418,9 +433,11 @@ def rebuild_read_models(
 
     with _errors():
         url = database_url or load_settings().database
+        _existing_database(url)
         engine = make_engine(url)
+        if not inspect(engine).has_table("event_store"):
+            raise ConfigurationError(f"database_url: {url} holds no event store to rebuild from")
         store = EventStore(engine)
-        store.create()
         rm.drop_tables(engine)
         result = ItemProjector(engine).rebuild_from_store(store)
         names = ("item_view", "unit_day_counters")

@@ -102,8 +102,12 @@ def _check_addresses(value: str, source: str) -> str:
     return value
 
 
-def _check_database_url(value: str, source: str) -> str:
-    """Validate a SQLAlchemy URL for SQLite or PostgreSQL; return it unchanged."""
+def check_database_url(value: str, source: str) -> str:
+    """Validate a SQLAlchemy URL for SQLite or PostgreSQL; return it unchanged.
+
+    Raises:
+        ConfigurationError: naming ``source`` (the setting or option), when it is not such a URL.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -145,7 +149,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     if name in ("temporal_address", "kafka_bootstrap"):
         return _check_addresses(raw.strip(), source)
     if name == "database_url":
-        return _check_database_url(raw.strip(), source)
+        return check_database_url(raw.strip(), source)
     return raw.strip()
 
 

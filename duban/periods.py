@@ -17,6 +17,7 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _HALF = re.compile(r"^(\d{4})-(\d{2})-H([12])$")
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _YEAR = re.compile(r"^(\d{4})$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_period(text: str) -> tuple[date, date]:
@@ -45,6 +46,8 @@ def parse_period(text: str) -> tuple[date, date]:
             return monday, monday + timedelta(days=7)
         if m := _YEAR.match(text):
             return date(int(m[1]), 1, 1), date(int(m[1]) + 1, 1, 1)
+        if not _DAY.match(text):
+            raise ValueError("not one of the accepted spellings")
         day = date.fromisoformat(text)
         return day, day + timedelta(days=1)
     except (ValueError, OverflowError) as exc:
@@ -76,3 +79,13 @@ def previous_period(text: str) -> str:
     if _YEAR.match(text):
         return str(start.year - 1)
     return (start - timedelta(days=1)).isoformat()
+
+
+def canonical_period(text: str) -> str:
+    """``text`` checked and stripped (one spelling per period: a closed period is found by it).
+
+    Raises:
+        ValidationError: as :func:`parse_period`.
+    """
+    parse_period(text)
+    return text.strip()

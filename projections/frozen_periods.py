@@ -21,13 +21,13 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
 
 from duban.db import UTCDateTime
 from duban.errors import ValidationError
-from duban.periods import parse_period, previous_period
+from duban.periods import canonical_period, parse_period, previous_period
 from projections import read_models as rm
 from projections.indicators import IndicatorOptions, indicator_dict, indicators
 from projections.scoring import Score, Scorebook, score_dicts, score_units, with_movement
@@ -124,12 +124,17 @@ def freeze_period(
     """
     if frozen_at.tzinfo is None:
         raise ValidationError("frozen_at", "must be an aware datetime (UTC)")
+    period = canonical_period(period)
     create_ledger(engine)
     rm.create_tables(engine)
     existing = read_snapshots(engine, period)
     if existing:
         return existing
     start, end = parse_period(period)
+    if end > (frozen_at + timedelta(days=1)).date():  # local days end by UTC+14 at the latest
+        raise ValidationError(
+            "period", f"{period} has not ended yet (it runs until {end - timedelta(days=1)})"
+        )
     version = scorebook.in_force(start).version
     digest, count = events_digest(engine, start, end)
     rows = []
@@ -142,10 +147,10 @@ def freeze_period(
         sc = score_dicts(with_movement(current, previous))
         rows.append(
             {
-                "period": period.strip(), "level": level, "start": start, "end": end, "frozen_at": frozen_at,
+                "period": period, "level": level, "start": start, "end": end, "frozen_at": frozen_at,
                 "scorebook_version": version, "events_hash": digest, "events_count": count,
-                "indicators": json.dumps(ind, ensure_ascii=False, sort_keys=True),
-                "scores": json.dumps(sc, ensure_ascii=False, sort_keys=True),
+                "indicators": json.dumps(ind, ensure_ascii=False),
+                "scores": json.dumps(sc, ensure_ascii=False),
             }
         )  # fmt: skip
     with engine.begin() as conn:
@@ -157,7 +162,7 @@ def read_snapshots(engine: Engine, period: str, level: str | None = None) -> lis
     """The stored snapshots of ``period`` (all levels, or ``level``); empty if it is not closed."""
     create_ledger(engine)
     c = period_snapshots.c
-    query = select(period_snapshots).where(c.period == period.strip()).order_by(c.level)
+    query = select(period_snapshots).where(c.period == canonical_period(period)).order_by(c.level)
     if level is not None:
         query = query.where(c.level == level)
     with engine.connect() as conn:

@@ -95,7 +95,9 @@ class Scorebook:
 
 
 def _at(data: Any, key: str, path: str) -> Any:
-    if not isinstance(data, dict) or key not in data:
+    if not isinstance(data, dict):
+        raise ValidationError(path or "scorebook", "must be a mapping")
+    if key not in data:
         raise ValidationError(f"{path}.{key}" if path else key, "is required")
     return data[key]
 
@@ -112,9 +114,17 @@ def _dec(value: Any, path: str, minimum: Decimal | None = Decimal(0)) -> Decimal
     return number
 
 
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(path, "must be a list")
+    return value
+
+
 def _rules(items: Any, path: str) -> tuple[PointRule, ...]:
     out = []
-    for i, item in enumerate(items or []):
+    for i, item in enumerate(_list(items, path)):
         here = f"{path}[{i}]"
         counter = _at(item, "counter", here)
         if counter not in rm.COUNTER_COLUMNS:
@@ -137,19 +147,21 @@ def parse_scorebook(data: Any) -> Scorebook:
         ValidationError: a missing or invalid field; weights that do not sum to 1; unordered versions.
     """
     versions = []
-    for i, v in enumerate(_at(data, "versions", "") or []):
+    for i, v in enumerate(_list(_at(data, "versions", ""), "versions")):
         here = f"versions[{i}]"
         start = _at(v, "effective_from", here)
         if not isinstance(start, date):
             raise ValidationError(f"{here}.effective_from", "must be a date, e.g. 2026-01-01")
-        weights = []
-        for j, w in enumerate(_at(v, "weights", here) or []):
+        weights: list[Weight] = []
+        for j, w in enumerate(_list(_at(v, "weights", here), f"{here}.weights")):
             at = f"{here}.weights[{j}]"
             name, better = _at(w, "indicator", at), w.get("better", "higher")
             if name not in _BY_NAME or _BY_NAME[name].unit != "rate":
                 raise ValidationError(f"{at}.indicator", f"must be a rate indicator, not {name!r}")
             if better not in ("higher", "lower"):
                 raise ValidationError(f"{at}.better", "must be higher or lower")
+            if any(x.indicator == name for x in weights):
+                raise ValidationError(f"{at}.indicator", f"{name} is weighted twice")
             weights.append(Weight(name, _dec(_at(w, "weight", at), f"{at}.weight"), better))
         if sum(w.weight for w in weights) != 1:
             raise ValidationError(f"{here}.weights", "must sum to exactly 1")
@@ -158,7 +170,7 @@ def parse_scorebook(data: Any) -> Scorebook:
                 str(_at(b, "name", f"{here}.bands[{k}]")),
                 _dec(_at(b, "min", f"{here}.bands[{k}]"), f"{here}.bands[{k}].min"),
             )
-            for k, b in enumerate(_at(v, "bands", here) or [])
+            for k, b in enumerate(_list(_at(v, "bands", here), f"{here}.bands"))
         )
         versions.append(
             ScoreVersion(
@@ -178,8 +190,22 @@ def parse_scorebook(data: Any) -> Scorebook:
 
 
 def load_scorebook(path: Path = DEFAULT_SCOREBOOK_PATH) -> Scorebook:
-    """Read and check a YAML scorebook (``yaml.safe_load``); see :func:`parse_scorebook`."""
-    return parse_scorebook(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    """Read and check a YAML scorebook (``yaml.safe_load``); see :func:`parse_scorebook`.
+
+    Raises:
+        ValidationError: field ``scorebook`` when the file cannot be read or is not YAML (the
+            reason names the file), else as :func:`parse_scorebook`.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError("scorebook", f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ValidationError("scorebook", f"{path}: is not UTF-8 text") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date such as 2020-13-01
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationError("scorebook", f"{path}: is not a valid YAML scorebook ({first})") from None
+    return parse_scorebook(data)
 
 
 @dataclass(frozen=True)
@@ -360,7 +386,7 @@ def score_dicts(scores: list[Score]) -> list[dict[str, object]]:
             "level": s.level,
             "unit_key": s.unit_key,
             "score": None if s.score is None else str(s.score),
-            "band": s.band,
+            "band": s.band or None,
             "composite": _shown(s.composite),
             "deductions": _shown(s.deductions),
             "bonuses": _shown(s.bonuses),
@@ -379,8 +405,10 @@ def format_scores(rows: list[dict[str, object]]) -> str:
         move = row["movement"]
         shown_move = "new" if move is None else "=" if move == 0 else f"{move:+d}"
         unit = str(row["unit_key"]) or "(unknown)"
+        if row["score"] is None:
+            shown_move = "-"
         parts = [row["composite"] or "-", row["deductions"], row["bonuses"], row["adjustments"]]
-        body.append([str(row["rank"]), shown_move, unit, row["score"] or "-", row["band"], *parts])
+        body.append([str(row["rank"]), shown_move, unit, row["score"] or "-", row["band"] or "", *parts])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

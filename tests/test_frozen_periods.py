@@ -137,3 +137,20 @@ def test_duban_scores_reads_a_closed_period_from_its_snapshot(engine: Engine) ->
     )
     assert shown.exit_code == 0, shown.output
     assert "Period: 2026-11-02, closed " in shown.output and "66.77" in shown.output
+
+
+def test_a_period_that_has_not_ended_cannot_be_closed(engine: Engine) -> None:
+    from duban.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        freeze_period(engine, "2026-11", BOOK, cst(11, 15, 12, 0))
+    assert (
+        info.value.field == "period" and "has not ended yet (it runs until 2026-11-30)" in info.value.reason
+    )
+    assert read_snapshots(engine, "2026-11") == []
+
+
+def test_a_rebuild_needs_an_event_store(engine: Engine) -> None:
+    done = CliRunner().invoke(app, ["rebuild-read-models", "--database-url", str(engine.url)])
+    assert done.exit_code == 2 and "holds no event store" in done.output
+    assert counters(engine, "category", "litter", MONDAY)  # nothing was dropped

@@ -135,6 +135,7 @@ DISP, VER = {"dispatched": 1}, {"verified": 1, "verified_passed": 1}
 # an item's rectification and close-out also count for its registration day and units (cohort)
 DONE, GONE = {"cohort_rectified": 1, "cohort_closed": 1}, {"cohort_withdrawn": 1}
 DONE_ON_TIME = {**REG_DL, **DISP, **VER, **CLOSED_ON_TIME, **DONE}
+DONE_NO_DEADLINE = {**REG, **DISP, **VER, **CLOSED_NO_DL, **DONE}
 SBS, ZB = "Sibaoshan", "Zhongbu"
 
 
@@ -145,7 +146,7 @@ def hours(n: int) -> dict[str, int]:
 # (department, local day) -> counters, and the areas of those rows (town, community, grid).
 BY_DEPT = {
     ("urban", D(2022, 3, 1)): ({**DONE_ON_TIME, **hours(6)}, (SBS, "C1", "G1")),
-    ("urban", D(2021, 12, 31)): ({**REG, **DISP, **VER, **CLOSED_NO_DL, **DONE, **hours(7)}, (SBS, "C1", "G3")),
+    ("urban", D(2021, 12, 31)): ({**DONE_NO_DEADLINE, **hours(7)}, (SBS, "C1", "G3")),
     ("housing", D(2022, 3, 1)): ({**REG_DL, **DISP, **DONE}, (ZB, "C2", "G2")),  # B: done on the 2nd
     ("housing", D(2022, 3, 2)): ({**VER, **CLOSED_LATE, **hours(28)}, (ZB, "C2", "G2")),
     ("housing", D(2022, 3, 3)): ({**REG_DL, **CANC, **GONE}, (ZB, "C2", "G2")),

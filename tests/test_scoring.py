@@ -172,3 +172,48 @@ def test_duban_scores_prints_json(engine: Engine) -> None:
         (4, "ISD", "-0.50", None),
     ]
     assert rows[2]["composite"] == "51.8519" and rows[2]["deductions"] == "2.0000"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        ("versions: [", "scorebook", "is not a valid YAML scorebook"),
+        ("versions:\n  - version: x\n    effective_from: 2020-13-01\n", "scorebook", "is not a valid YAML"),
+        ("versions: 5", "versions", "must be a list"),
+        ("- 1\n- 2", "scorebook", "must be a mapping"),
+    ],
+)
+def test_a_scorebook_file_that_is_not_one_is_a_clear_error(
+    tmp_path: Path, text: str, field: str, reason: str
+) -> None:
+    path = tmp_path / "book.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        load_scorebook(path)
+    assert info.value.field == field and reason in info.value.reason
+
+
+def test_a_missing_scorebook_and_a_twice_weighted_indicator(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_scorebook(tmp_path / "nowhere.yaml")
+    assert info.value.field == "scorebook" and "cannot be read" in info.value.reason
+    data = yaml.safe_load(DEFAULT_SCOREBOOK_PATH.read_text(encoding="utf-8"))
+    data["versions"][0]["weights"][1]["indicator"] = "on_time_closure_rate"
+    with pytest.raises(ValidationError) as info:
+        parse_scorebook(data)
+    assert info.value.field == "versions[0].weights[1].indicator" and "twice" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scores", "--period", "2026-11-02", "--database-url", "mysql://x/y"],
+        ["indicators", "--database-url", "sqlite://"],
+        ["rebuild-read-models", "--database-url", "sqlite:////nonexistent/duban.db"],
+        ["scores", "--period", "20261102", "--database-url", "sqlite:////nonexistent/duban.db"],
+    ],
+)
+def test_bad_databases_and_periods_are_one_line_errors(args: list[str]) -> None:
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2 and done.output.startswith("error: ") and "Traceback" not in done.output
+    assert done.output.count("\n") == 1
