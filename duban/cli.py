@@ -232,9 +232,9 @@ def _emit(text: str, output: Path | None, heading: str | None) -> None:
 
 @app.command()
 def indicators(
-    by: Annotated[Level, typer.Option(help="Level: department, town, community, grid, category, order.")] = (
-        Level.department
-    ),
+    by: Annotated[
+        Level, typer.Option(help="Level: department, district, town, community, grid, category, order.")
+    ] = (Level.department),
     period: Annotated[str | None, typer.Option(help=PERIOD_HELP)] = None,
     output_format: FormatOpt = Format.table,
     no_deadline: NoDeadlineOpt = NoDeadline.exclude,
