@@ -315,6 +315,62 @@ def _frozen_note(snapshot: Snapshot) -> str:
     )
 
 
+@app.command()
+def adjust(
+    level: Annotated[Level, typer.Option(help="Level of the unit adjusted.")],
+    unit: Annotated[str, typer.Option(help="The unit's key, e.g. PWDx.")],
+    day: Annotated[str, typer.Option(help="Local day the adjustment counts on, YYYY-MM-DD.")],
+    points: Annotated[str, typer.Option(help="Exact decimal points, negative to deduct, e.g. -1.50.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the adjustment).")],
+    approver: Annotated[str, typer.Option(help="Who approved it.")],
+    adjustment_id: Annotated[
+        str | None, typer.Option("--id", help="Adjustment id; recording the same id twice stores it once.")
+    ] = None,
+) -> None:
+    """Record a manual score adjustment as a ScoreAdjusted event (event store, then the events topic)."""
+    import uuid
+    from datetime import UTC, date, datetime
+    from decimal import Decimal, InvalidOperation
+
+    from activities.event_recording import EventRecorder, RecordEventsInput
+    from duban.db import make_engine
+    from duban.kafka import make_producer
+    from events.store import EventStore
+    from projections.scoring import score_adjustment
+
+    with _errors():
+        try:
+            when = date.fromisoformat(day) if len(day) == 10 else None
+        except ValueError:
+            when = None
+        if when is None:
+            raise ValidationError("day", f"{day!r} is not a date (YYYY-MM-DD)")
+        try:
+            amount = Decimal(points)
+        except InvalidOperation:
+            raise ValidationError("points", f"{points!r} is not a decimal number") from None
+        ident = adjustment_id or uuid.uuid4().hex
+        event = score_adjustment(ident, level.value, unit, when, amount, reason, approver, datetime.now(UTC))
+        settings = load_settings()
+        store = EventStore(make_engine(settings.database))
+        store.create()
+
+        async def record() -> None:
+            producer = make_producer(settings)
+            await producer.start()
+            try:
+                await EventRecorder(store, producer, settings.events_topic).record_events(
+                    RecordEventsInput([event])
+                )
+            finally:
+                await producer.stop()
+
+        _run(record())
+    typer.echo(
+        f"adjustment {ident}: {amount:+} points for {level.value} {unit} on {when}, approved by {approver}"
+    )
+
+
 @app.command("close-period")
 def close_period(
     period: Annotated[str, typer.Option(help=PERIOD_HELP)],
