@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from events.codec import format_utc
 from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
-from workflows.item_model import ItemState
+from workflows.item_model import ItemCommand, ItemState
 
 SYSTEM_TIMER_ACTOR = "system:timer"
 
@@ -29,3 +30,13 @@ def emit(
         correlation_id=f"item-{state.item_id}",
         causation_id=cause,
     )
+
+
+def command_event(state: ItemState, cmd: ItemCommand, event_type: str, **payload: object) -> EventEnvelope:
+    """The next event of the item, caused by ``cmd``: dated when it happened, by its actor."""
+    return emit(state, event_type, cmd.occurred_at, cmd.actor, cmd.command_id, **payload)
+
+
+def utc_or_none(value: datetime | None) -> str | None:
+    """An aware datetime as an ISO string with offset, or ``None``."""
+    return format_utc(value) if value is not None else None

@@ -30,28 +30,20 @@ from events import types as t
 from events.codec import format_utc
 from events.envelope import EventEnvelope
 from workflows.item_checks import check_command
-from workflows.item_events import SYSTEM_TIMER_ACTOR, emit
+from workflows.item_events import SYSTEM_TIMER_ACTOR, command_event, emit, utc_or_none
+from workflows.item_exceptions import EXCEPTION_HANDLERS
 from workflows.item_model import (
-    GREEN,
-    YELLOW,
     CommandKind,
-    ExtensionRequest,
     ItemCommand,
     ItemState,
     Registration,
-    Responder,
     Stage,
     Timer,
 )
-from workflows.item_policy import limit_deadline
 from workflows.item_timers import (
     fire_due_timers,
-    move_deadline,
     next_timer_at,
-    pause_clocks,
     rearm,
-    resume_clocks,
-    share_used,
     start_clocks,
     waiting_for_timer,
 )
@@ -74,10 +66,6 @@ Handler = Callable[[ItemState, ItemCommand], list[EventEnvelope]]
 def _aware(value: datetime | None, field: str) -> None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValidationError(field, "must be an aware datetime (UTC); naive datetimes are refused")
-
-
-def _utc_or_none(value: datetime | None) -> str | None:
-    return format_utc(value) if value is not None else None
 
 
 def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
@@ -120,8 +108,8 @@ def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
         zone=reg.zone,
         source=reg.source,
         deadline_origin=reg.deadline_origin,
-        response_deadline=_utc_or_none(reg.response_deadline),
-        resolution_deadline=_utc_or_none(reg.resolution_deadline),
+        response_deadline=utc_or_none(reg.response_deadline),
+        resolution_deadline=utc_or_none(reg.resolution_deadline),
         urgency=reg.urgency,
         rulebook_version=policy.rulebook_version if policy else "",
         calendar=policy.calendar if policy else "",
@@ -153,16 +141,16 @@ def apply_command(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     return events
 
 
-def _ev(state: ItemState, cmd: ItemCommand, event_type: str, **payload: object) -> EventEnvelope:
-    return emit(state, event_type, cmd.occurred_at, cmd.actor, cmd.command_id, **payload)
-
-
 def _dispatch(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     state.stage = Stage.DISPATCHED
     state.department = cmd.department or state.department
     state.unit = cmd.unit or state.unit
     state.dispatched_at, state.dispatched_by = cmd.occurred_at, cmd.actor
-    return [_ev(state, cmd, t.ITEM_DISPATCHED, department=state.department, unit=state.unit, role=cmd.role)]
+    return [
+        command_event(
+            state, cmd, t.ITEM_DISPATCHED, department=state.department, unit=state.unit, role=cmd.role
+        )
+    ]
 
 
 def _accept(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
@@ -171,14 +159,14 @@ def _accept(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     response = state.clock("response")
     if response is not None and response.met_at is None:
         response.met_at = cmd.occurred_at
-    return [_ev(state, cmd, t.ITEM_ACCEPTED, unit=cmd.unit or state.unit, role=cmd.role)]
+    return [command_event(state, cmd, t.ITEM_ACCEPTED, unit=cmd.unit or state.unit, role=cmd.role)]
 
 
 def _submit(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     state.stage = Stage.RECTIFIED
     state.rectified_by, state.rectified_unit = cmd.actor, cmd.unit or state.unit
     return [
-        _ev(
+        command_event(
             state,
             cmd,
             t.RECTIFICATION_SUBMITTED,
@@ -192,14 +180,16 @@ def _submit(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
 
 
 def _verify(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    events = [_ev(state, cmd, t.RECTIFICATION_VERIFIED, passed=cmd.passed, notes=cmd.notes, role=cmd.role)]
+    events = [
+        command_event(state, cmd, t.RECTIFICATION_VERIFIED, passed=cmd.passed, notes=cmd.notes, role=cmd.role)
+    ]
     if cmd.passed:
         state.stage = Stage.VERIFIED
         return events
     state.stage = Stage.ACCEPTED  # rework: back to the same unit
     state.rework_episodes += 1
     episode = state.rework_episodes
-    rework = _ev(state, cmd, t.REWORK_ORDERED, unit=state.unit, episode=episode, reason=cmd.notes)
+    rework = command_event(state, cmd, t.REWORK_ORDERED, unit=state.unit, episode=episode, reason=cmd.notes)
     return [*events, rework]
 
 
@@ -217,12 +207,12 @@ def _close(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     state.overdue = state.on_time is False
     handling = int((at - state.registration.reported_at).total_seconds())
     return [
-        _ev(
+        command_event(
             state,
             cmd,
             t.ITEM_CLOSED,
             on_time=state.on_time,
-            resolution_deadline=_utc_or_none(deadline),
+            resolution_deadline=utc_or_none(deadline),
             handling_seconds=handling,
             role=cmd.role,
         )
@@ -231,194 +221,7 @@ def _close(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
 
 def _cancel(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
     state.stage = Stage.CANCELLED
-    return [_ev(state, cmd, t.ITEM_CANCELLED, reason=cmd.reason, role=cmd.role)]
-
-
-def _return(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    unit, department, dispatcher = state.unit, state.department, state.dispatched_by
-    state.stage = Stage.REGISTERED
-    state.redispatch_count += 1
-    state.returned_units.append(unit)
-    return [
-        _ev(
-            state,
-            cmd,
-            t.ITEM_RETURNED,
-            unit=unit,
-            department=department,
-            dispatched_by=dispatcher,
-            reason=cmd.reason,
-            role=cmd.role,
-            redispatch_count=state.redispatch_count,
-        )
-    ]
-
-
-def _request_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    clock = state.clock("resolution")
-    assert clock is not None and cmd.new_deadline is not None
-    number = state.extensions_granted + 1
-    state.pending_extension = ExtensionRequest(
-        cmd.command_id, cmd.actor, cmd.occurred_at, cmd.new_deadline, cmd.reason, number
-    )
-    return [
-        _ev(
-            state,
-            cmd,
-            t.EXTENSION_REQUESTED,
-            milestone="resolution",
-            current_deadline=format_utc(clock.deadline),
-            requested_deadline=format_utc(cmd.new_deadline),
-            reason=cmd.reason,
-            role=cmd.role,
-            extension_number=number,
-        )
-    ]
-
-
-def _approve_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    request, clock = state.pending_extension, state.clock("resolution")
-    assert request is not None and clock is not None and state.registration.policy is not None
-    previous = clock.deadline
-    move_deadline(state, clock, request.requested_deadline, cmd.occurred_at)
-    state.pending_extension = None
-    state.extensions_granted += 1
-    events = [
-        _ev(
-            state,
-            cmd,
-            t.EXTENSION_APPROVED,
-            milestone="resolution",
-            previous_deadline=format_utc(previous),
-            deadline=format_utc(clock.deadline),
-            extension_number=request.number,
-            role=cmd.role,
-            reason=cmd.reason,
-        )
-    ]
-    policy = state.registration.policy
-    light = YELLOW if share_used(state, clock, cmd.occurred_at) >= float(policy.yellow_threshold) else GREEN
-    if light != state.light:
-        previous_light, state.light = state.light, light
-        events.append(
-            _ev(
-                state,
-                cmd,
-                t.TRAFFIC_LIGHT_CHANGED,
-                milestone="resolution",
-                light=light,
-                previous=previous_light,
-                deadline=format_utc(clock.deadline),
-            )
-        )
-    return events
-
-
-def _reject_extension(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    request = state.pending_extension
-    assert request is not None
-    state.pending_extension = None
-    return [
-        _ev(
-            state,
-            cmd,
-            t.EXTENSION_REJECTED,
-            milestone="resolution",
-            requested_deadline=format_utc(request.requested_deadline),
-            extension_number=request.number,
-            role=cmd.role,
-            reason=cmd.reason,
-        )
-    ]
-
-
-def _suspend(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    left = pause_clocks(state, cmd.occurred_at)
-    state.suspended_at = cmd.occurred_at
-    state.suspension_reviews = 0
-    clock = state.clock("resolution")
-    return [
-        _ev(
-            state,
-            cmd,
-            t.ITEM_SUSPENDED,
-            reason=cmd.reason,
-            role=cmd.role,
-            remaining_seconds=left,
-            basis=clock.basis if clock else "",
-        )
-    ]
-
-
-def _resume(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    assert state.suspended_at is not None
-    paused = int((cmd.occurred_at - state.suspended_at).total_seconds())
-    state.suspended_seconds += max(0, paused)
-    state.suspended_at = None
-    resume_clocks(state, cmd.occurred_at)
-    response, resolution = state.clock("response"), state.clock("resolution")
-    return [
-        _ev(
-            state,
-            cmd,
-            t.ITEM_RESUMED,
-            role=cmd.role,
-            reason=cmd.reason,
-            suspended_seconds=max(0, paused),
-            response_deadline=_utc_or_none(
-                response.deadline if response and response.met_at is None else None
-            ),
-            resolution_deadline=_utc_or_none(resolution.deadline if resolution else None),
-        )
-    ]
-
-
-def _merge(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    state.stage = Stage.MERGED
-    state.merged_into = cmd.into_item_id
-    return [_ev(state, cmd, t.ITEM_MERGED, into_item_id=cmd.into_item_id, reason=cmd.reason, role=cmd.role)]
-
-
-def _grid_call(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    policy = state.registration.policy
-    assert policy is not None
-    due = limit_deadline(policy.report_in, cmd.occurred_at, policy.calendar)
-    for department in cmd.departments:
-        state.responders.append(Responder(department, cmd.actor, cmd.occurred_at, due))
-    return [
-        _ev(
-            state,
-            cmd,
-            t.GRID_CALL_PLACED,
-            departments=list(cmd.departments),
-            report_in_deadline=format_utc(due),
-            reason=cmd.reason,
-            role=cmd.role,
-        )
-    ]
-
-
-def _report_in(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    responder = next(r for r in state.responders if r.department == cmd.department)
-    responder.reported_in_at = cmd.occurred_at
-    late = cmd.occurred_at > responder.report_in_deadline
-    return [
-        _ev(
-            state,
-            cmd,
-            t.DEPARTMENT_REPORTED_IN,
-            department=cmd.department,
-            late=late,
-            report_in_deadline=format_utc(responder.report_in_deadline),
-            role=cmd.role,
-        )
-    ]
-
-
-def _rate(state: ItemState, cmd: ItemCommand) -> list[EventEnvelope]:
-    responder = next(r for r in state.responders if r.department == cmd.department)
-    responder.rating = cmd.rating
-    return [_ev(state, cmd, t.RESPONDER_RATED, department=cmd.department, rating=cmd.rating, notes=cmd.notes)]
+    return [command_event(state, cmd, t.ITEM_CANCELLED, reason=cmd.reason, role=cmd.role)]
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -428,16 +231,7 @@ _HANDLERS: dict[str, Handler] = {
     K.VERIFY: _verify,
     K.CLOSE: _close,
     K.CANCEL: _cancel,
-    K.RETURN: _return,
-    K.REQUEST_EXTENSION: _request_extension,
-    K.APPROVE_EXTENSION: _approve_extension,
-    K.REJECT_EXTENSION: _reject_extension,
-    K.SUSPEND: _suspend,
-    K.RESUME: _resume,
-    K.MERGE: _merge,
-    K.GRID_CALL: _grid_call,
-    K.REPORT_IN: _report_in,
-    K.RATE_RESPONDER: _rate,
+    **EXCEPTION_HANDLERS,
 }
 
 

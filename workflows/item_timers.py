@@ -147,9 +147,16 @@ def fire_due_timers(state: ItemState, until: datetime) -> list[EventEnvelope]:
     return events
 
 
-def _set_light(
-    state: ItemState, light: str, at: datetime, clock: MilestoneClock, cause: str
+def set_light(
+    state: ItemState,
+    light: str,
+    at: datetime,
+    clock: MilestoneClock,
+    cause: str,
+    actor: str = SYSTEM_TIMER_ACTOR,
 ) -> list[EventEnvelope]:
+    """Turn the item's light to ``light`` and return its ``TrafficLightChanged`` event (none if the
+    light is already that or the item has no rulebook policy)."""
     if state.registration.policy is None or state.light == light:
         return []
     previous, state.light = state.light, light
@@ -158,7 +165,7 @@ def _set_light(
             state,
             t.TRAFFIC_LIGHT_CHANGED,
             at,
-            SYSTEM_TIMER_ACTOR,
+            actor,
             cause,
             milestone=clock.name,
             light=light,
@@ -190,7 +197,7 @@ def _fire(state: ItemState, tm: Timer) -> list[EventEnvelope]:
             yellow = (
                 policy is not None and tm.milestone == "resolution" and tm.subject == policy.yellow_threshold
             )
-            return [event] + (_set_light(state, YELLOW, tm.at, clock, cause) if yellow else [])
+            return [event] + (set_light(state, YELLOW, tm.at, clock, cause) if yellow else [])
         clock.fired.append("breach")
         clock.breached_at = tm.at
         events = [
@@ -207,7 +214,7 @@ def _fire(state: ItemState, tm: Timer) -> list[EventEnvelope]:
         if tm.milestone == "resolution":
             state.overdue = True
             state.ladder_anchor = tm.at
-            events += _set_light(state, RED, tm.at, clock, cause)
+            events += set_light(state, RED, tm.at, clock, cause)
         return events
     if tm.kind == "rung":
         state.escalation_level += 1
