@@ -166,6 +166,8 @@ DEFINITIONS: tuple[Definition, ...] = (
 """The indicators of the lifecycle issue, in the order they are printed."""
 
 INDICATOR_NAMES = tuple(d.name for d in DEFINITIONS)
+BY_NAME = {d.name: d for d in DEFINITIONS}
+"""Each indicator's definition, by name."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,13 +23,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from duban.db import insert_ignoring_duplicates
 from duban.errors import EventValidationError
 from events import types as t
-from events.codec import decode_event, encode_event, parse_utc
+from events.codec import decode_event, encode_event
 from events.envelope import EventEnvelope
 from events.store import EventStore
 from projections import read_models as rm
+from projections.evolve import adjustment_row, evolve, new_view
 from projections.frozen_periods import counted_day, create_ledger, period_snapshots
 from projections.read_models import table_checksum
-from workflows.item_policy import calendar_for
 
 _CHUNK = 500  # ids per IN (...) query
 __all__ = ["BatchResult", "ItemProjector", "RawMessage", "table_checksum"]
@@ -111,129 +110,6 @@ def _upsert(
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table)
     conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=set_(table, stmt.excluded)), rows)
-
-
-def _new_view(ev: EventEnvelope) -> dict[str, Any]:
-    p = ev.payload
-    deadline = p["resolution_deadline"]
-    return {
-        **{name: p[name] for name in ("category", "department", "unit", "town", "community", "grid", "zone")},
-        "item_id": ev.item_id,
-        "order_id": p["order_id"],
-        "district": p["district"],
-        "calendar": p["calendar"],
-        "stage": "registered",
-        "registered_at": ev.occurred_at,
-        "resolution_deadline": parse_utc(deadline, "resolution_deadline") if deadline else None,
-        "closed_at": None,
-        "on_time": None,
-        "overdue": False,
-        "escalation_level": 0,
-        "warned": False,
-        "intake_department": p["department"],
-        "extended": False,
-    }
-
-
-Bumps = dict[str, int]
-
-
-def _evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
-    """Apply ``ev`` to ``view`` in place; return the counters it increments, by how much."""
-    p, kind = ev.payload, ev.event_type
-    if kind == t.ITEM_REGISTERED:
-        return {"registered": 1, "registered_with_deadline": int(view["resolution_deadline"] is not None)}
-    if kind == t.ITEM_DISPATCHED:
-        view.update(stage="dispatched", department=p["department"], unit=p["unit"])
-        return {"dispatched": 1}
-    if kind == t.ITEM_ACCEPTED:
-        view.update(stage="accepted", unit=p["unit"] or view["unit"])
-    elif kind == t.RECTIFICATION_SUBMITTED:
-        view["stage"] = "rectified"
-    elif kind == t.RECTIFICATION_VERIFIED:
-        view["stage"] = "verified" if p["passed"] else "accepted"  # failed: rework by the same unit
-        return {"verified": 1, "verified_passed": int(p["passed"]), "cohort_rectified": int(p["passed"])}
-    elif kind == t.REWORK_ORDERED:
-        return {"rework": 1}
-    elif kind == t.ITEM_CLOSED:
-        view.update(stage="closed", closed_at=ev.occurred_at, on_time=p["on_time"])
-        bumps = {
-            "closed": 1,
-            "cohort_closed": 1,
-            "handling_seconds": p["handling_seconds"],
-            **_working_time(view, ev.occurred_at),
-        }
-        if p["on_time"] is None:
-            return {**bumps, "closed_no_deadline": 1}
-        if not p["on_time"]:
-            view["overdue"] = True
-        return {**bumps, "closed_with_deadline": 1, "closed_on_time" if p["on_time"] else "closed_overdue": 1}
-    elif kind == t.ITEM_CANCELLED:
-        view["stage"] = "cancelled"
-        return {"cancelled": 1, "cohort_withdrawn": 1}
-    elif kind == t.DEADLINE_WARNED:
-        view["warned"] = True
-        return {"warned": 1}
-    elif kind == t.DEADLINE_BREACHED:
-        if p["milestone"] == "resolution":
-            view["overdue"] = True
-        return {"breached": 1}
-    elif kind == t.ITEM_ESCALATED:
-        view["escalation_level"] = p["level"]
-        return {"escalated": 1}
-    elif kind == t.ITEM_RETURNED:
-        view["stage"] = "registered"  # back to the dispatcher
-        return {"returned": 1}
-    elif kind == t.ITEM_MERGED:
-        view["stage"] = "merged"
-        return {"merged": 1, "cohort_withdrawn": 1}
-    elif kind == t.EXTENSION_APPROVED:
-        view["resolution_deadline"] = parse_utc(p["deadline"], "deadline")
-        first, view["extended"] = not view["extended"], True
-        return {"extended": 1, "cohort_extended": int(first)}
-    elif kind == t.ITEM_SUSPENDED:
-        return {"suspended": 1}
-    elif kind == t.ITEM_RESUMED and p["resolution_deadline"]:
-        view["resolution_deadline"] = parse_utc(p["resolution_deadline"], "resolution_deadline")
-    elif kind == t.DEPARTMENT_REPORTED_IN:
-        return {"reported_in": 1, "reported_in_late": int(p["late"])}
-    # Requests, rejections, reviews, lights, grid calls and ratings change no counter yet.
-    return {}
-
-
-def _adjustment(
-    ev: EventEnvelope,
-    adjustments: list[dict[str, Any]],
-    spans: list[tuple[date, date, datetime]],
-    days: dict[str, date],
-) -> str:
-    """Queue a ``ScoreAdjusted`` event's row; return the reason if the adjustment is invalid."""
-    p = ev.payload
-    if p["level"] not in rm.LEVELS:
-        return f"payload.level: unknown level {p['level']!r}"
-    for name in ("unit_key", "reason", "approver"):
-        if not p[name].strip():
-            return f"payload.{name}: must not be empty (an adjustment needs a unit, a reason and an approver)"
-    try:
-        day, points = date.fromisoformat(p["day"]), Decimal(p["points"])
-    except (ValueError, InvalidOperation):
-        return "payload.day or payload.points: day must be YYYY-MM-DD and points a decimal number"
-    if not points.is_finite():
-        return "payload.points: must be a finite decimal number"
-    day = days[ev.event_id] = counted_day(day, ev.recorded_at, spans)
-    adjustments.append(
-        {"event_id": ev.event_id, "level": p["level"], "unit_key": p["unit_key"], "day": day,
-         "points": str(points), "reason": p["reason"], "approver": p["approver"]}
-    )  # fmt: skip
-    return ""
-
-
-def _working_time(view: dict[str, Any], closed_at: datetime) -> Bumps:
-    """Working seconds from registration to close on the item's calendar (items with one only)."""
-    if not view["calendar"]:
-        return {}
-    seconds = calendar_for(view["calendar"]).working_seconds_between(view["registered_at"], closed_at)
-    return {"closed_with_calendar": 1, "handling_working_seconds": seconds}
 
 
 class ItemProjector:
@@ -369,12 +245,12 @@ class ItemProjector:
     ) -> str:
         """Apply one new event to the in-memory views and counters; return a reason if it cannot be."""
         if ev.event_type == t.SCORE_ADJUSTED:
-            return _adjustment(ev, adjustments, spans, days)
+            return adjustment_row(ev, adjustments, spans, days)
         view = views.get(ev.item_id)
         if ev.event_type == t.ITEM_REGISTERED:
             if view is not None:
                 return f"item already registered (by an event of sequence {view['last_sequence']})"
-            view = _new_view(ev)
+            view = new_view(ev)
         elif view is None:
             return "unknown item"
         elif ev.sequence <= view["last_sequence"]:
@@ -383,7 +259,7 @@ class ItemProjector:
         if zone is None:
             return f"unknown time zone {view['zone']!r}"
         view = dict(view)
-        bumps = _evolve(view, ev)
+        bumps = evolve(view, ev)
         view.update(last_sequence=ev.sequence, last_event_at=ev.occurred_at)
         views[ev.item_id] = view
         day = ev.occurred_at.astimezone(zone).date()
