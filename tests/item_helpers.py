@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from duban.errors import IllegalCommand
 from events import types as t
 from events.envelope import EventEnvelope
 from events.store import EventStore
@@ -234,3 +236,37 @@ def three_items() -> list[EventEnvelope]:
         cmd("close", cst(11, 2, 14, 0)),
     )
     return p + q + r
+
+
+# --- driving the pure core ----------------------------------------------------------------------------
+
+
+def run(state: ItemState, *commands: ItemCommand) -> list[EventEnvelope]:
+    """Apply commands in order, firing the timers due before each (as the workflow does)."""
+    events: list[EventEnvelope] = []
+    for c in commands:
+        events += rules.fire_due_timers(state, c.occurred_at)
+        events += rules.apply_command(state, c)
+    return events
+
+
+def opened(reported: datetime, category: str = "litter") -> ItemState:
+    state, _ = rules.register(litter(reported, category))
+    run(state, cmd("dispatch", reported, unit=UNIT, department="UM"), cmd("accept", reported))
+    return state
+
+
+def timeline(events: list[EventEnvelope]) -> list[tuple[str, datetime, Any]]:
+    detail = {
+        t.DEADLINE_WARNED: "threshold",
+        t.TRAFFIC_LIGHT_CHANGED: "light",
+        t.ITEM_ESCALATED: "rung",
+        t.DEADLINE_BREACHED: "milestone",
+    }
+    return [(e.event_type, e.occurred_at, e.payload.get(detail.get(e.event_type, ""))) for e in events]
+
+
+def refused(state: ItemState, command: ItemCommand) -> str:
+    with pytest.raises(IllegalCommand) as info:
+        rules.apply_command(state, command)
+    return info.value.reason
