@@ -63,6 +63,8 @@ def simulate(
             raise ConfigurationError("limit: must be at least 1")
         if not math.isfinite(bucket_days) or bucket_days <= 0:
             raise ConfigurationError("bucket_days: must be a positive number of days")
+        settings = load_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the job writes there; the summary may too
         writable_file(summary_json, "summary_json")
         options = SimulationOptions(
             profile=profile,
@@ -73,7 +75,7 @@ def simulate(
             bucket_days=bucket_days,
             replace=replace_database,
         )
-        summary = run_async(Replay(load_settings(), options).run())
+        summary = run_async(Replay(settings, options).run())
     engine = make_engine(summary.database_url)
     for level in ("department", "town"):
         typer.echo(f"\nRanking by {level}, all periods (on-time closure rate):")

@@ -455,3 +455,19 @@ def test_simulate_never_overwrites_a_database_it_was_not_told_to_replace(
     assert result.exit_code == 2
     assert "already holds duban tables; pass --replace" in result.stderr
     assert table_checksum(make_engine(db_url), ["item_view", "unit_day_counters"]) == before
+
+
+def test_make_simulate_writes_its_summary_into_a_data_dir_that_does_not_exist_yet(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """``make simulate`` passes ``--summary-json .duban/…`` in a fresh clone, where ``.duban`` (the data
+    dir) does not exist yet: the check must not refuse it. A missing export then stops the run."""
+    data_dir = tmp_path / ".duban"
+    result = runner.invoke(
+        app,
+        ["simulate", str(tmp_path / "missing.csv"), "--summary-json", str(data_dir / "summary.json")],
+        env={"DUBAN_DATA_DIR": str(data_dir)},
+    )
+    assert result.exit_code == 2
+    assert "summary_json" not in result.stderr and "missing.csv" in result.stderr
+    assert data_dir.is_dir()
