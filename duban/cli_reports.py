@@ -216,13 +216,14 @@ def close_period(
     from datetime import UTC, datetime
 
     from projections import scoring
-    from projections.frozen_periods import freeze_period
+    from projections.frozen_periods import freeze_period, read_snapshots
 
     with errors():
         book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
         engine = _read_models(database_url or load_settings().database)
+        already = bool(read_snapshots(engine, period))
         [first, *_] = freeze_period(engine, period, book, datetime.now(UTC))
-    typer.echo(f"{period}: {_frozen_note(first)}")
+    typer.echo(f"{period}: {'already ' if already else ''}{_frozen_note(first)}")
 
 
 def _csv_of(rows: list[dict[str, object]]) -> str:

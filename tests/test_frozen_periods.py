@@ -131,6 +131,8 @@ def test_duban_scores_reads_a_closed_period_from_its_snapshot(engine: Engine) ->
     closed = CliRunner().invoke(app, ["close-period", "--period", "2026-11-02", "--database-url", url])
     assert closed.exit_code == 0, closed.output
     assert "closed" in closed.output and "scorebook 2026.1" in closed.output
+    again = CliRunner().invoke(app, ["close-period", "--period", "2026-11-02", "--database-url", url])
+    assert again.exit_code == 0 and again.output.startswith("2026-11-02: already closed ")
     project(engine, late_events(), first=1000)
     shown = CliRunner().invoke(
         app, ["scores", "--period", "2026-11-02", "--by", "category", "--database-url", url]
