@@ -20,8 +20,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.converter import AdvancedJSONEncoder, value_to_type
 
 from duban.errors import ValidationError
+from workflows.item_client import start_item
 from workflows.item_model import Registration
-from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.item_workflow import ItemWorkflowInput
 from workflows.order_model import OrderPage, OrderPageInput
 
 metadata = MetaData()
@@ -105,15 +106,14 @@ class OrderPaging:
 
         async def start(reg: Registration) -> None:
             async with gate:
-                await self.client.start_workflow(
-                    SupervisionItemWorkflow.run,
+                await start_item(
+                    self.client,
                     ItemWorkflowInput(
                         registration=reg,
                         search_attributes=page.search_attributes,
                         clock_offset_s=page.clock_offset_s,
                     ),
-                    id=f"item-{reg.item_id}",
-                    task_queue=self.task_queue,
+                    self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 )
                 activity.heartbeat(reg.item_id)

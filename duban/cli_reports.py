@@ -27,7 +27,7 @@ from duban.cli_common import (
     run_async,
     writable_file,
 )
-from duban.config import load_settings
+from duban.config import Settings, load_settings
 from duban.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -161,14 +161,19 @@ def adjust(
         str | None, typer.Option("--id", help="Adjustment id; recording the same id twice stores it once.")
     ] = None,
 ) -> None:
-    """Record a manual score adjustment as a ScoreAdjusted event (event store, then the events topic)."""
+    """Record a manual score adjustment as a ScoreAdjusted event (event store, then the events topic).
+
+    Recording the same ``--id`` again with the same values changes nothing; with other values it is
+    refused. If the topic cannot be reached the adjustment stays recorded: the projection catches it
+    up from the event store.
+    """
     import uuid
     from datetime import UTC, date, datetime
-    from decimal import Decimal, InvalidOperation
+    from decimal import Decimal
 
-    from activities.event_recording import EventRecorder, RecordEventsInput
     from duban.db import make_engine
-    from duban.kafka import make_producer
+    from events.bounds import points_problem
+    from events.codec import encode_event, validate_event
     from events.store import EventStore
     from projections.scoring import score_adjustment
 
@@ -179,30 +184,48 @@ def adjust(
             when = None
         if when is None:
             raise ValidationError("day", f"{day!r} is not a date (YYYY-MM-DD)")
-        try:
-            amount = Decimal(points)
-        except InvalidOperation:
-            raise ValidationError("points", f"{points!r} is not a decimal number") from None
+        if (problem := points_problem(points)) is not None:
+            raise ValidationError("points", problem)
+        amount = Decimal(points)
         ident = adjustment_id or uuid.uuid4().hex
         event = score_adjustment(ident, level.value, unit, when, amount, reason, approver, datetime.now(UTC))
         settings = load_settings()
         store = EventStore(make_engine(settings.database))
         store.create()
-
-        async def record() -> None:
-            producer = make_producer(settings)
-            await producer.start()
-            try:
-                await EventRecorder(store, producer, settings.events_topic).record_events(
-                    RecordEventsInput([event])
+        previous = next(store.read(event.item_id), None)
+        if previous is not None:
+            if previous.payload != validate_event(event).payload:
+                raise ValidationError(
+                    "id", f"adjustment {ident} was recorded before with other values; use a new id"
                 )
-            finally:
-                await producer.stop()
-
-        run_async(record())
+            typer.echo(f"adjustment {ident}: already recorded at {previous.recorded_at:%Y-%m-%d %H:%M} UTC")
+            return
+        raw = encode_event(event)
+        store.record([event], [raw])  # EventConflict if the same id was recorded meanwhile
+        if not run_async(_publish(settings, event.item_id, raw)):
+            typer.echo(
+                "warning: the events topic did not answer; the projection takes it from the event store"
+            )
     typer.echo(
         f"adjustment {ident}: {amount:+} points for {level.value} {unit} on {when}, approved by {approver}"
     )
+
+
+async def _publish(settings: Settings, key: str, raw: bytes) -> bool:
+    """Publish one encoded event to the events topic; False if the broker did not take it in 30 s."""
+    import asyncio
+
+    from duban.kafka import make_producer
+
+    producer = make_producer(settings)
+    try:
+        await asyncio.wait_for(producer.start(), 30)
+        await asyncio.wait_for(producer.send_and_wait(settings.events_topic, raw, key=key.encode()), 30)
+        return True
+    except Exception:  # the event is stored: delivery is the projection's catch-up's job now
+        return False
+    finally:
+        await producer.stop()
 
 
 def close_period(

@@ -5,11 +5,12 @@ SQLite (the embedded default, WAL mode) and PostgreSQL are supported; both are t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -66,3 +67,43 @@ def insert_ignoring_duplicates(engine_or_dialect: Engine | Dialect, table: Any, 
     if dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
     raise NotImplementedError(f"database dialect {dialect.name!r} is not supported (SQLite, PostgreSQL)")
+
+
+def add_missing_columns(engine: Engine, table: Table) -> list[str]:
+    """Add to the database's ``table`` the nullable columns its definition has and the database
+    lacks (a database made by an older duban), and create its missing indexes; return the columns
+    added. Only nullable columns can be added this way: a new NOT NULL column needs a rebuild.
+
+    Raises:
+        ValueError: a missing column is NOT NULL.
+    """
+    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    added = []
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise ValueError(f"{table.name}.{column.name} is NOT NULL: rebuild the table instead")
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            added.append(column.name)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+    return added
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    key: list[str],
+    rows: list[dict[str, Any]],
+    set_: Callable[[Table, Any], dict[str, Any]],
+) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET ``set_(table, excluded)``, as one executemany
+    (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=set_(table, stmt.excluded)), rows)

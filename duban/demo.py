@@ -29,6 +29,7 @@ from duban.probes import ensure_topics
 from duban.stack import stack_up
 from duban.worker import build_worker
 from events.store import EventStore
+from workflows.item_client import apply_command, start_item
 from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
 from workflows.item_policy import policy_of
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
@@ -91,16 +92,11 @@ async def _play(
         role="dispatcher",
         unit=reg.unit,
     )
-    handle = await client.start_workflow(
-        SupervisionItemWorkflow.run,
-        ItemWorkflowInput(reg, [dispatch]),
-        id=f"item-{reg.item_id}",
-        task_queue=queue,
-    )
+    handle = await start_item(client, ItemWorkflowInput(reg, [dispatch]), queue)
     unit = f"unit:{reg.unit}"
     await asyncio.sleep(window.total_seconds() / 8)
-    await handle.execute_update(
-        SupervisionItemWorkflow.apply_command,
+    await apply_command(
+        handle,
         ItemCommand(
             f"{reg.item_id}:accept",
             CommandKind.ACCEPT,
@@ -124,8 +120,8 @@ async def _play(
         (CommandKind.CLOSE, "dispatcher:demo", "dispatcher"),
     ):
         evidence = ["demo-photo.jpg"] if kind == CommandKind.SUBMIT_RECTIFICATION else []
-        await handle.execute_update(
-            SupervisionItemWorkflow.apply_command,
+        await apply_command(
+            handle,
             ItemCommand(
                 f"{reg.item_id}:{kind}",
                 kind,

@@ -2,8 +2,11 @@
 
 An imported case was reported, dispatched to its department and accepted when it was opened; it was
 rectified, verified and closed out when the city closed it; a cancelled or referred-out case is
-cancelled at its closing time (or when reported, if it has none). Command ids are built from the item
-id and the step, so a repeated replay delivers the same commands (and the workflow applies each once).
+cancelled at its closing time (or when reported, if it has none). The unit is the case's own, or its
+department when the export names none (every dispatch names a unit); the rectification's evidence is
+a reference to the source record (``<profile>:<case id>``), where the city keeps its closure.
+Command ids are built from the item id and the step, so a repeated replay delivers the same commands
+(and the workflow applies each once).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def _cmd(case: ImportedCase, kind: str, actor: str, at: datetime, **extra: objec
 def plan_case(case: ImportedCase, profile: str) -> CasePlan:
     """Plan one case (see module docstring). The city's own deadline, when present, is the item's
     resolution deadline (``deadline_origin="source"``, overriding any rule); otherwise it has none."""
-    unit_actor = f"unit:{case.unit or case.department or 'unknown'}"
+    unit = case.unit or case.department or "unknown"
+    unit_actor = f"unit:{unit}"
     registration = Registration(
         item_id=case.item_id,
         category=case.category or "(uncategorised)",
@@ -61,9 +65,9 @@ def plan_case(case: ImportedCase, profile: str) -> CasePlan:
             f"dispatcher:{profile}",
             start,
             department=case.department,
-            unit=case.unit,
+            unit=unit,
         ),
-        _cmd(case, CommandKind.ACCEPT, unit_actor, start, unit=case.unit),
+        _cmd(case, CommandKind.ACCEPT, unit_actor, start, unit=unit),
     ]
     plan = CasePlan(case, registration, initial)
     if case.status == CaseStatus.CLOSED and case.closed_at is not None:
@@ -74,8 +78,9 @@ def plan_case(case: ImportedCase, profile: str) -> CasePlan:
                 CommandKind.SUBMIT_RECTIFICATION,
                 unit_actor,
                 at,
-                unit=case.unit,
+                unit=unit,
                 notes="closed in source",
+                evidence=[f"{profile}:{case.item_id}"],
             ),
             _cmd(case, CommandKind.VERIFY, f"inspector:{profile}", at, notes="closure accepted in source"),
             _cmd(case, CommandKind.CLOSE, f"office:{profile}", at),

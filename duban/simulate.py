@@ -44,7 +44,8 @@ from events.store import metadata as store_metadata
 from projections.consumer import ProjectionConsumer
 from projections.read_models import dead_letters, item_view
 from projections.read_models import metadata as read_metadata
-from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.item_client import item_workflow_id, send_command, start_item
+from workflows.item_workflow import ItemWorkflowInput
 
 log = structlog.get_logger(__name__)
 
@@ -261,18 +262,16 @@ class Replay:
 
         async def deliver(plan: CasePlan, start: bool) -> None:
             async with semaphore:
-                workflow_id = f"item-{plan.case.item_id}"
                 if start:
-                    await client.start_workflow(
-                        SupervisionItemWorkflow.run,
+                    await start_item(
+                        client,
                         ItemWorkflowInput(plan.registration, plan.initial_commands, offset, False, tolerance),
-                        id=workflow_id,
-                        task_queue=queue,
+                        queue,
                     )
                 if not start or (plan.later_at is not None and _bucket(plan.later_at, origin, size) == day):
-                    handle = client.get_workflow_handle(workflow_id)
+                    handle = client.get_workflow_handle(item_workflow_id(plan.case.item_id))
                     for cmd in plan.later:
-                        await handle.signal(SupervisionItemWorkflow.submit_command, cmd)
+                        await send_command(handle, cmd)
                 bar.update(1)
 
         for day in sorted(days):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import structlog
 from temporalio.client import Client
@@ -12,6 +13,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.event_recording import EventRecorder
+from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from activities.period_closing import PeriodClosing
 from duban.config import Settings
@@ -19,7 +21,7 @@ from duban.db import make_engine
 from duban.kafka import make_producer
 from events.store import EventStore
 from projections.scoring import load_scorebook
-from workflows.item_policy import CALENDARS, calendar_for
+from workflows.item_policy import CALENDAR_YEARS, CALENDARS, calendar_for
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
 from workflows.period_close import PeriodCloseWorkflow
@@ -35,20 +37,28 @@ PASSTHROUGH_MODULES: Sequence[str] = (
     "aiokafka",
     "holidays",
     "dateutil",
+    "pydantic",
+    "pydantic_core",
 )
 """Modules the workflow sandbox imports once and shares instead of re-importing per workflow run.
 
 duban's own modules are deterministic (no I/O at import, no global state the workflows change); the
 sandbox still guards the workflow code's calls. Measured on the Boston sample: about 2× the item
 throughput of the default sandbox, which re-imports them for every run. ``holidays`` (and the
-``dateutil`` it imports, which reads the local time once at import) feed the working calendars."""
+``dateutil`` it imports, which reads the local time once at import) feed the working calendars;
+``pydantic`` decodes the workflow's payloads strictly (``workflows.item_payloads``)."""
 
 
 def warm_calendars() -> None:
     """Build every named working calendar now, outside any workflow (``item_policy.calendar_for``
     caches them per process), so no workflow task pays for it or imports ``holidays`` itself."""
     for name in CALENDARS:
-        calendar_for(name)
+        calendar = calendar_for(name)
+        span = (
+            datetime(CALENDAR_YEARS.start, 1, 1, tzinfo=UTC),
+            datetime(CALENDAR_YEARS.stop, 1, 1, tzinfo=UTC),
+        )
+        calendar.working_seconds_between(*span)  # builds its per-year tables over the holiday years
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -67,7 +77,8 @@ def build_worker(
     paging: OrderPaging | None = None,
     closing: PeriodClosing | None = None,
 ) -> Worker:
-    """A worker for ``SupervisionItemWorkflow`` and ``record_events`` on ``task_queue``, plus
+    """A worker for ``SupervisionItemWorkflow``, ``record_events`` and ``item_registered`` (both on the
+    recorder's store) on ``task_queue``, plus
     ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given, and
     ``PeriodCloseWorkflow``'s ``close_period`` when ``closing`` is given.
 
@@ -80,6 +91,7 @@ def build_worker(
         workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow, PeriodCloseWorkflow],
         activities=[
             recorder.record_events,
+            ItemLookup(recorder.store).item_registered,
             *([paging.start_order_page] if paging else []),
             *([closing.close_period] if closing else []),
         ],

@@ -2,16 +2,21 @@
 
 ``decode_event`` rejects anything malformed with :class:`duban.errors.EventValidationError` naming the
 offending field (``"occurred_at"``, ``"payload.deadline"`` …) and the reason; it never returns a
-half-valid event.
+half-valid event. Every value is checked against ``events.bounds`` (lengths, characters, ranges of
+instants and numbers, the size of the whole event), so whatever decodes can be stored and projected
+on SQLite and PostgreSQL alike. A JSON object that repeats a key is refused: which of its values
+counts is up to the parser, and duban does not guess.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from duban.errors import EventValidationError
+from events import bounds as b
 from events import types as t
 from events.envelope import SCHEMA_VERSION, EventEnvelope
 
@@ -22,28 +27,43 @@ def format_utc(value: datetime) -> str:
     """ISO-8601 string of an aware datetime, converted to UTC (``2022-01-18T15:08:24+00:00``).
 
     Raises:
-        ValueError: ``value`` is naive.
+        ValueError: ``value`` is naive, or its UTC time lies outside what ``datetime`` can hold.
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("naive datetime: duban stores only aware UTC datetimes")
-    return value.astimezone(UTC).isoformat()
+    try:
+        return value.astimezone(UTC).isoformat()
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} cannot be converted to UTC") from None
 
 
 def parse_utc(value: Any, field: str) -> datetime:
     """Parse an ISO-8601 string with an explicit offset into an aware UTC datetime.
 
     Raises:
-        EventValidationError: not a string, not ISO-8601, or without a UTC offset.
+        EventValidationError: not a string, not ISO-8601, without a UTC offset, or outside the
+            range of stored instants (``events.bounds.STORED_EARLIEST`` … ``STORED_LATEST``).
     """
     if not isinstance(value, str):
         raise EventValidationError(field, f"must be an ISO-8601 datetime string, got {type(value).__name__}")
+    if len(value) > 64:
+        raise EventValidationError(field, "is not an ISO-8601 datetime (too long)")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise EventValidationError(field, f"is not an ISO-8601 datetime: {value!r}") from None
     if parsed.tzinfo is None:
         raise EventValidationError(field, f"has no UTC offset (naive datetimes are refused): {value!r}")
+    problem = b.instant_problem(parsed, stored=True)
+    if problem is not None:
+        raise EventValidationError(field, problem)
     return parsed.astimezone(UTC)
+
+
+def _check_text(field: str, value: Any, bound: b.TextBound) -> None:
+    problem = b.text_problem(value, bound)
+    if problem is not None:
+        raise EventValidationError(field, problem)
 
 
 def validate_payload(event_type: str, payload: Any) -> dict[str, Any]:
@@ -73,17 +93,30 @@ def validate_payload(event_type: str, payload: Any) -> dict[str, Any]:
                 raise EventValidationError(field, "must not be null")
             out[name] = None
             continue
-        base = kind.rstrip("?")
-        if base == t.STR and not isinstance(value, str):
-            raise EventValidationError(field, f"must be a string, got {type(value).__name__}")
-        if base == t.BOOL and not isinstance(value, bool):
-            raise EventValidationError(field, f"must be true or false, got {value!r}")
-        if base == t.INT and (isinstance(value, bool) or not isinstance(value, int)):
-            raise EventValidationError(field, f"must be an integer, got {value!r}")
-        if base == t.STR_LIST and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise EventValidationError(field, "must be a list of strings")
-        out[name] = format_utc(parse_utc(value, field)) if base == t.DATETIME else value
+        out[name] = _payload_value(field, name, kind.rstrip("?"), value)
     return out
+
+
+def _payload_value(field: str, name: str, base: str, value: Any) -> Any:
+    """``value`` of payload field ``name`` (of kind ``base``), checked against its bounds."""
+    if base == t.STR:
+        _check_text(field, value, b.PAYLOAD_TEXT.get(name, b.NAME))
+    elif base == t.BOOL and not isinstance(value, bool):
+        raise EventValidationError(field, f"must be true or false, got {value!r}")
+    elif base == t.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EventValidationError(field, f"must be an integer, got {value!r}")
+        problem = b.int_problem(value, *b.PAYLOAD_INT_RANGES.get(name, b.INT_RANGE))
+        if problem is not None:
+            raise EventValidationError(field, problem)
+    elif base == t.STR_LIST:
+        most, bound = b.PAYLOAD_LISTS.get(name, (20, b.NAME))
+        problem = b.list_problem(value, most, bound)
+        if problem is not None:
+            raise EventValidationError(field, problem)
+    elif base == t.DATETIME:
+        return format_utc(parse_utc(value, field))
+    return value
 
 
 def event_to_dict(event: EventEnvelope) -> dict[str, Any]:
@@ -107,9 +140,13 @@ def encode_event(event: EventEnvelope) -> bytes:
     """UTF-8 JSON bytes of an envelope, keys sorted so equal events encode to equal bytes.
 
     Raises:
-        EventValidationError: the envelope itself is invalid (validated before encoding).
+        EventValidationError: the envelope itself is invalid (validated before encoding), or its
+            encoding is larger than ``events.bounds.MAX_EVENT_BYTES``.
     """
-    return json.dumps(event_to_dict(validate_event(event)), sort_keys=True, ensure_ascii=False).encode()
+    raw = json.dumps(event_to_dict(validate_event(event)), sort_keys=True, ensure_ascii=False).encode()
+    if len(raw) > b.MAX_EVENT_BYTES:
+        raise EventValidationError("event", f"encodes to {len(raw)} bytes; at most {b.MAX_EVENT_BYTES}")
+    return raw
 
 
 def validate_event(event: EventEnvelope) -> EventEnvelope:
@@ -125,6 +162,9 @@ def event_to_dict_unchecked(event: EventEnvelope) -> dict[str, Any]:
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise EventValidationError(name, "is a naive datetime; duban needs aware UTC")
+            problem = b.instant_problem(value, stored=True)
+            if problem is not None:
+                raise EventValidationError(name, problem)
             data[name] = format_utc(value)
     return data
 
@@ -142,17 +182,22 @@ def event_from_dict(data: Any) -> EventEnvelope:
             raise EventValidationError(name, "is required")
         if not isinstance(data[name], str):
             raise EventValidationError(name, f"must be a string, got {type(data[name]).__name__}")
+        _check_text(name, data[name], b.ENVELOPE_TEXT[name])
     for name in ("event_id", "event_type", "item_id", "actor"):
         if not data[name].strip():
             raise EventValidationError(name, "must not be empty")
     if data["event_type"] not in t.EVENT_TYPES:
         raise EventValidationError("event_type", f"unknown event type {data['event_type']!r}")
+    if not _is_uuid(data["event_id"]):
+        raise EventValidationError("event_id", f"must be a UUID in canonical form, got {data['event_id']!r}")
     version = data.get("schema_version")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise EventValidationError("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}")
     sequence = data.get("sequence")
-    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
-        raise EventValidationError("sequence", f"must be a positive integer, got {sequence!r}")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or not 1 <= sequence <= b.MAX_SEQUENCE:
+        raise EventValidationError(
+            "sequence", f"must be a whole number from 1 to {b.MAX_SEQUENCE}, got {sequence!r}"
+        )
     extra = sorted(
         set(data) - {*_ENVELOPE_STR, "schema_version", "sequence", "occurred_at", "recorded_at", "payload"}
     )
@@ -173,14 +218,33 @@ def event_from_dict(data: Any) -> EventEnvelope:
     )
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise EventValidationError("event", f"repeats the key {key!r} in one object")
+        out[key] = value
+    return out
+
+
 def decode_event(raw: bytes | str) -> EventEnvelope:
     """Decode and validate one event from JSON.
 
     Raises:
-        EventValidationError: not UTF-8 JSON (field ``"event"``), or any field invalid.
+        EventValidationError: larger than ``events.bounds.MAX_EVENT_BYTES``, not UTF-8 JSON, an
+            object with a repeated key (field ``"event"``), or any field invalid.
     """
+    if len(raw) > b.MAX_EVENT_BYTES:
+        raise EventValidationError("event", f"is {len(raw)} bytes long; at most {b.MAX_EVENT_BYTES}")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EventValidationError("event", f"is not valid UTF-8 JSON: {exc}") from None
     return event_from_dict(data)

@@ -2,28 +2,41 @@
 
 Appending an event whose id is already stored changes nothing (so a retried activity never duplicates
 an event). Rows are never updated or deleted. ``position`` is the store's global order of first append.
+``digest`` is the SHA-256 of the event's canonical encoding (``events.codec.encode_event``), the
+bytes the recorder publishes: the projection applies a message only if the store holds its event id
+with that digest (``projections.projector``), so nothing reaches the read models that the store does
+not hold.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     Text,
+    bindparam,
     func,
     select,
+    update,
 )
 
-from duban.db import UTCDateTime, insert_ignoring_duplicates
-from events.codec import event_from_dict, event_to_dict
+from duban.db import UTCDateTime, add_missing_columns, insert_ignoring_duplicates
+from duban.errors import DubanError
+from events.codec import encode_event, event_from_dict, event_to_dict, validate_event
 from events.envelope import EventEnvelope
 
 metadata = MetaData()
@@ -43,7 +56,31 @@ stored_events = Table(
     Column("payload", Text, nullable=False),
     Column("correlation_id", String(256), nullable=False),
     Column("causation_id", String(256), nullable=False),
+    Column("digest", String(64), nullable=True),  # NULL only until ``create()`` fills older rows
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EventConflict(DubanError):
+    """An event id is stored with other content than the event being recorded: two histories claim
+    the same place in an item's stream (e.g. the same item id registered twice)."""
+
+
+def digest_of(encoded: bytes) -> str:
+    """SHA-256 hex digest of an encoded event (``events.codec.encode_event``)."""
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def event_of_row(row: Row[Any] | Any) -> EventEnvelope:
+    """The event of an ``event_store`` row (validated by the codec)."""
+    data = dict(row._mapping)
+    for name in ("position", "digest"):
+        data.pop(name, None)
+    data["payload"] = json.loads(data["payload"])
+    data["occurred_at"] = data["occurred_at"].isoformat()
+    data["recorded_at"] = data["recorded_at"].isoformat()
+    return event_from_dict(data)
 
 
 class EventStore:
@@ -53,46 +90,109 @@ class EventStore:
         self.engine = engine
 
     def create(self) -> None:
-        """Create the table if missing (idempotent)."""
+        """Create the table if missing (idempotent); a store made before ``digest`` existed gets the
+        column, filled for every row (the events are not otherwise touched)."""
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine, stored_events)
+        with self.engine.begin() as conn:
+            self._fill_digests(conn)
 
-    def append(self, events: Sequence[EventEnvelope]) -> int:
-        """Append events in one transaction; ids already stored are skipped.
+    @staticmethod
+    def _fill_digests(conn: Connection) -> None:
+        c = stored_events.c
+        while True:
+            rows = conn.execute(select(stored_events).where(c.digest.is_(None)).limit(5000)).all()
+            if not rows:
+                return
+            values = [{"p": r.position, "d": digest_of(encode_event(event_of_row(r)))} for r in rows]
+            stmt = update(stored_events).where(c.position == bindparam("p")).values(digest=bindparam("d"))
+            conn.execute(stmt, values)
 
-        Returns:
-            the number of events newly stored.
-        """
-        if not events:
-            return 0
+    @staticmethod
+    def _rows(events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> list[dict[str, Any]]:
         rows = []
-        for event in events:
+        for event, raw in zip(events, encoded, strict=True):
             data = event_to_dict(event)
             data["payload"] = json.dumps(data["payload"], sort_keys=True, ensure_ascii=False)
             data["occurred_at"] = event.occurred_at
             data["recorded_at"] = event.recorded_at
+            data["digest"] = digest_of(raw)
             rows.append(data)
+        return rows
+
+    def append(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes] | None = None) -> int:
+        """Append events in one transaction; ids already stored are skipped.
+
+        Args:
+            encoded: the events' canonical encodings, if the caller has them (else encoded here).
+
+        Returns:
+            the number of events newly stored.
+
+        Raises:
+            duban.errors.EventValidationError: an event is invalid (nothing is stored).
+        """
+        if not events:
+            return 0
+        raws = list(encoded) if encoded is not None else [encode_event(e) for e in events]
         stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
             stored_events.c.event_id
         )
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, rows).all())
+            return len(conn.execute(stmt, self._rows(events, raws)).all())
+
+    def record(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> tuple[int, list[bytes]]:
+        """Append ``events`` (as ``append``); return how many were new and, in order, the encoding of
+        each event as the store now holds it: the new ones as given, the ones stored before (a retried
+        recording) as stored, with the ``recorded_at`` of their first recording. Publish exactly these.
+
+        Raises:
+            EventConflict: an id is stored with other content (anything but ``recorded_at``).
+        """
+        if not events:
+            return 0, []
+        new = self.append(events, encoded)
+        by_id = {e.event_id: (e, raw) for e, raw in zip(events, encoded, strict=True)}
+        out: dict[str, bytes] = {}
+        with self.engine.connect() as conn:
+            query = select(stored_events).where(stored_events.c.event_id.in_(list(by_id)))
+            for row in conn.execute(query):
+                event, raw = by_id[row.event_id]
+                if row.digest == digest_of(raw):
+                    out[row.event_id] = raw
+                    continue
+                stored = event_of_row(row)
+                if replace(stored, recorded_at=_EPOCH) != replace(validate_event(event), recorded_at=_EPOCH):
+                    raise EventConflict(
+                        f"event {row.event_id} (item {event.item_id}, sequence {event.sequence}) is stored "
+                        f"with other content (a {stored.event_type} of {stored.occurred_at.isoformat()})"
+                    )
+                out[row.event_id] = encode_event(stored)
+        return new, [out[e.event_id] for e in events]
 
     def count(self) -> int:
         """Number of stored events."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(stored_events)).scalar_one())
 
-    def read(self, item_id: str | None = None, batch_size: int = 5000) -> Iterator[EventEnvelope]:
-        """Stored events in store order (by ``position``), optionally of one item only."""
+    def read(
+        self, item_id: str | None = None, batch_size: int = 5000, after_position: int = 0
+    ) -> Iterator[EventEnvelope]:
+        """Stored events in store order (by ``position``), optionally of one item only, optionally
+        only those after ``after_position``."""
+        for _, event in self.read_positioned(item_id, batch_size, after_position):
+            yield event
+
+    def read_positioned(
+        self, item_id: str | None = None, batch_size: int = 5000, after_position: int = 0
+    ) -> Iterator[tuple[int, EventEnvelope]]:
+        """As ``read``, with each event's store position."""
         query = select(stored_events).order_by(stored_events.c.position)
         if item_id is not None:
             query = query.where(stored_events.c.item_id == item_id)
+        if after_position:
+            query = query.where(stored_events.c.position > after_position)
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
-            for row in result.mappings():
-                data = dict(row)
-                data.pop("position")
-                data["payload"] = json.loads(data["payload"])
-                data["occurred_at"] = data["occurred_at"].isoformat()
-                data["recorded_at"] = data["recorded_at"].isoformat()
-                yield event_from_dict(data)
+            for row in result:
+                yield int(row.position), event_of_row(row)

@@ -4,27 +4,46 @@ Offsets are never committed to Kafka: the projector stores the next offset of ea
 ``projection_positions`` in the same transaction as the rows it wrote, and on every assignment the
 consumer seeks each partition there (to the beginning when nothing is stored). Together with the
 idempotent projector this gives effectively-once read models on at-least-once delivery
-(ENGINEERING.md "Kafka"). ``last_poll_at`` and ``lag()`` let a supervisor notice a stalled consumer.
+(ENGINEERING.md "Kafka").
+
+The topic is only the fast path; the event store is the truth. The consumer (re)creates its topics
+when they are missing, notices a stored position beyond a partition's end (the topic was recreated,
+e.g. by a broker that restarted empty) and starts that partition again from its beginning, and every
+``sweep_interval_s`` catches up from the store the stored events the topic never delivered
+(``ItemProjector.catch_up``). A database or broker error never ends ``run``: the batch is retried
+and the broker reconnected, with backoff. ``lag()`` is the true backlog (stored events not yet
+applied), ``kafka_lag()`` the records not yet read; ``last_poll_at`` tells a stalled consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection
 from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from duban.config import Settings
+from duban.errors import StackError
+from duban.probes import ensure_topics
 from projections import read_models as rm
+from projections import store_sync
 from projections.projector import BatchResult, ItemProjector, RawMessage
 
 log = structlog.get_logger(__name__)
 
 POLL_TIMEOUT_MS = 500
 MAX_RECORDS = 2000
+SWEEP_INTERVAL_S = 5.0
+"""How often the store is swept for events the topic has not delivered, in seconds."""
+GRACE_S = 5.0
+"""A stored event younger than this (seconds) is left to the topic by the sweep."""
+RETRY_MAX_S = 30.0
+"""Longest wait between two attempts after a database or broker error, in seconds."""
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -42,23 +61,33 @@ class ProjectionConsumer:
     """Consumes ``settings.events_topic`` into an ``ItemProjector`` on ``engine``.
 
     Args:
-        settings: bootstrap servers (``kafka_target``) and topic (``events_topic``).
-        engine: database of the read models (tables created if missing).
+        settings: bootstrap servers (``kafka_target``), topics and their partition count.
+        engine: database of the event store and the read models (tables created if missing).
         group_id: Kafka consumer group; partitions are shared among its members.
+        sweep_interval_s: how often to catch up from the store (seconds).
 
     Attributes:
         last_poll_at: aware UTC time of the last completed poll, ``None`` before the first.
-        totals: sum of the ``BatchResult`` of every batch applied by this consumer.
+        totals: sum of the ``BatchResult`` of every batch and sweep applied by this consumer.
+        restarts: how many times the Kafka consumer was recreated after an error.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, group_id: str = "duban-projector") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        group_id: str = "duban-projector",
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.group_id = group_id
         self.topic = settings.events_topic
+        self.sweep_interval_s = sweep_interval_s
         self.projector = ItemProjector(engine)
         self.last_poll_at: datetime | None = None
         self.totals = BatchResult()
+        self.restarts = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._started = asyncio.Event()
 
@@ -71,43 +100,115 @@ class ProjectionConsumer:
         with self.engine.connect() as conn:
             return {int(part): int(nxt) for part, nxt in conn.execute(query)}
 
+    def _restart_partition(self, partition: int) -> None:
+        """Store position 0 for ``partition`` (its topic was recreated: old offsets mean nothing)."""
+        pp = rm.projection_positions.c
+        stmt = (
+            update(rm.projection_positions)
+            .where(
+                pp.projection == self.projector.projection, pp.topic == self.topic, pp.partition == partition
+            )
+            .values(next_offset=0)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
     async def _seek_to_stored(self, assigned: Collection[TopicPartition]) -> None:
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not assigned:
             return
         stored = await asyncio.to_thread(self.stored_positions)
+        ends = await consumer.end_offsets(list(assigned))
         fresh = []
         for tp in assigned:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-            else:
+            position = stored.get(tp.partition)
+            if position is not None and position > ends[tp]:
+                log.warning(
+                    "projection.topic_recreated", partition=tp.partition, stored=position, end=ends[tp]
+                )
+                await asyncio.to_thread(self._restart_partition, tp.partition)
+                position = None
+            if position is None:
                 fresh.append(tp)
+            else:
+                consumer.seek(tp, position)
         if fresh:
             await consumer.seek_to_beginning(*fresh)
         log.info("projection.assigned", partitions=sorted(tp.partition for tp in assigned), positions=stored)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set: poll up to 2,000 records every ≤ 500 ms, apply each poll.
+    async def _sweep(self) -> None:
+        """Catch up from the event store (events the topic has not delivered); a database error is
+        logged, and the next sweep tries again."""
+        try:
+            result = await asyncio.to_thread(self.projector.catch_up, grace_s=GRACE_S)
+        except SQLAlchemyError as exc:
+            log.warning("projection.sweep_failed", error=repr(exc)[:500])
+            return
+        self.totals += result
+        if result.applied or result.dead_lettered:
+            log.info("projection.caught_up_from_store", applied=result.applied, dead=result.dead_lettered)
 
-        Each poll's records are applied as one batch in a worker thread. The consumer leaves the
-        group when this returns.
+    async def _apply(self, messages: list[RawMessage], stop: asyncio.Event) -> None:
+        """Apply one poll's records, retrying (with backoff) while the database fails."""
+        wait = 0.25
+        while True:
+            try:
+                result = await asyncio.to_thread(self.projector.apply_batch, messages)
+            except SQLAlchemyError as exc:  # unreachable, locked, a concurrent projector: retry
+                log.warning("projection.batch_failed", error=repr(exc)[:500], retry_in_s=wait)
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX_S)
+                continue
+            self.totals += result
+            if result.dead_lettered:
+                log.warning("projection.dead_letters", count=result.dead_lettered)
+            return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set: poll up to 2,000 records every ≤ 500 ms, apply each poll
+        as one batch in a worker thread, sweep the store every ``sweep_interval_s``. Database and
+        broker errors are retried with backoff (the Kafka consumer is recreated); the consumer leaves
+        the group when this returns.
 
         Raises:
-            aiokafka.errors.KafkaError: the broker cannot be reached at start.
-            sqlalchemy.exc.SQLAlchemyError: a batch could not be stored. Nothing of it was applied;
-                a new consumer resumes from the stored positions.
+            sqlalchemy.exc.SQLAlchemyError: only if a batch still fails when ``stop`` is set.
         """
+        wait = 0.5
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+                wait = 0.5
+            except (SQLAlchemyError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # the broker went away, a topic vanished: reconnect
+                self.restarts += 1
+                log.warning("projection.consumer_restart", error=repr(exc)[:500], retry_in_s=wait)
+                await self._sweep()  # the store still answers while the broker does not
+                await _sleep_unless(stop, wait)
+                wait = min(wait * 2, RETRY_MAX_S)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        try:
+            await ensure_topics(self.settings)  # a broker that restarted empty lost them
+        except StackError as exc:  # e.g. not allowed to create topics: consume what exists
+            log.warning("projection.ensure_topics_failed", error=str(exc)[:500])
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_target,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,  # notice a recreated topic within seconds, not minutes
         )
         consumer.subscribe([self.topic], listener=_SeekToStored(self))
         self._consumer = consumer
+        loop = asyncio.get_running_loop()
         try:
             await consumer.start()
             self._started.set()
+            await self._sweep()
+            next_sweep = loop.time() + self.sweep_interval_s
             while not stop.is_set():
                 polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS)
                 self.last_poll_at = datetime.now(UTC)
@@ -117,14 +218,27 @@ class ProjectionConsumer:
                     for r in polled[tp]
                 ]
                 if messages:
-                    result = await asyncio.to_thread(self.projector.apply_batch, messages)
-                    self.totals += result
-                    if result.dead_lettered:
-                        log.warning("projection.dead_letters", count=result.dead_lettered)
+                    await self._apply(messages, stop)
+                if loop.time() >= next_sweep:
+                    await self._check_recreated()
+                    await self._sweep()
+                    next_sweep = loop.time() + self.sweep_interval_s
         finally:
             self._started.clear()
             self._consumer = None
             await consumer.stop()
+
+    async def _check_recreated(self) -> None:
+        """Start again from the beginning a partition whose stored position lies beyond its end."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        if assigned:
+            ends = await consumer.end_offsets(list(assigned))
+            stored = await asyncio.to_thread(self.stored_positions)
+            if any(stored.get(tp.partition, 0) > ends[tp] for tp in assigned):
+                await self._seek_to_stored(assigned)
 
     async def _end_offsets(self) -> dict[int, int]:
         consumer = self._consumer
@@ -138,8 +252,13 @@ class ProjectionConsumer:
         ends = await consumer.end_offsets(tps)
         return {tp.partition: int(ends[tp]) for tp in tps}
 
-    async def lag(self) -> dict[int, int]:
-        """Per partition: end offset minus stored position (records not yet applied).
+    async def lag(self) -> int:
+        """The true backlog: stored events the projection has not handled yet (0 when the read
+        models reflect the whole store), whatever the topic holds."""
+        return await asyncio.to_thread(store_sync.backlog, self.engine, None, self.projector.projection)
+
+    async def kafka_lag(self) -> dict[int, int]:
+        """Per partition: end offset minus stored position (records not yet read from the topic).
 
         Raises:
             RuntimeError: ``run()`` is not running.
@@ -149,31 +268,46 @@ class ProjectionConsumer:
         return {p: max(0, end - stored.get(p, 0)) for p, end in ends.items()}
 
     async def wait_caught_up(self, timeout_s: float = 30.0) -> None:
-        """Return once the stored positions reach the end offsets as they are at the time of the call.
-
-        Waits for ``run()`` (in another task) to start first.
+        """Return once every event stored before the call is handled and the stored positions reach
+        the end offsets as they are at the time of the call. Waits for ``run()`` (in another task)
+        to start first.
 
         Raises:
             TimeoutError: not caught up within ``timeout_s`` seconds (the message gives the lag).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        called = datetime.now(UTC)
         await asyncio.wait_for(self._started.wait(), timeout_s)
         targets = await self._end_offsets()
         while True:
+            backlog = await asyncio.to_thread(
+                store_sync.backlog, self.engine, called, self.projector.projection
+            )
             stored = await asyncio.to_thread(self.stored_positions)
             behind = {p: end - stored.get(p, 0) for p, end in targets.items() if stored.get(p, 0) < end}
-            if not behind:
+            if not behind and not backlog:
                 return
+            if backlog and loop.time() >= deadline - timeout_s / 2:
+                await self._sweep()  # past half the time, take what the topic is slow to bring
             if loop.time() >= deadline:
-                raise TimeoutError(f"projection not caught up after {timeout_s} s; records behind: {behind}")
+                raise TimeoutError(
+                    f"projection not caught up after {timeout_s} s; stored events not applied: {backlog}, "
+                    f"records behind: {behind}"
+                )
             await asyncio.sleep(0.1)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def run_until_caught_up(
     settings: Settings, engine: Engine, timeout_s: float = 30.0, group_id: str = "duban-projector"
 ) -> BatchResult:
-    """Run a ``ProjectionConsumer`` until it has applied everything in the topic now, then stop it.
+    """Run a ``ProjectionConsumer`` until it has applied everything in the store and the topic now,
+    then stop it.
 
     Returns:
         the totals of the batches applied.

@@ -8,10 +8,11 @@ The projector (``projections.projector``) attributes the counters to the item's 
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from events import types as t
+from events.bounds import points_problem
 from events.codec import parse_utc
 from events.envelope import EventEnvelope
 from projections import read_models as rm
@@ -121,12 +122,12 @@ def adjustment_row(
     for name in ("unit_key", "reason", "approver"):
         if not p[name].strip():
             return f"payload.{name}: must not be empty (an adjustment needs a unit, a reason and an approver)"
+    if (problem := points_problem(p["points"])) is not None:
+        return f"payload.points: {problem}"
     try:
         day, points = date.fromisoformat(p["day"]), Decimal(p["points"])
-    except (ValueError, InvalidOperation):
-        return "payload.day or payload.points: day must be YYYY-MM-DD and points a decimal number"
-    if not points.is_finite():
-        return "payload.points: must be a finite decimal number"
+    except ValueError:
+        return "payload.day: must be a date, YYYY-MM-DD"
     day = days[ev.event_id] = counted_day(day, ev.recorded_at, spans)
     adjustments.append(
         {"event_id": ev.event_id, "level": p["level"], "unit_key": p["unit_key"], "day": day,

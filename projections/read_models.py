@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
 )
 
-from duban.db import UTCDateTime
+from duban.db import UTCDateTime, add_missing_columns
 
 LEVELS = ("department", "district", "town", "community", "grid", "category", "order")
 """Levels of ``unit_day_counters``: a functional department, the leader-owned district (挂包: its
@@ -159,9 +159,12 @@ dead_letters = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("reason", Text, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("store_position", _BIGINT, nullable=True, index=True),
 )
-"""``source`` is ``"<topic>/<partition>/<offset>"`` for a Kafka message or ``"store/<n>"`` for the n-th
-event (0-based) of an event-store replay; it is unique, so a redelivered bad message is kept once."""
+"""``source`` is ``"<topic>/<partition>/<offset>"`` for a Kafka message or ``"store/<position>"`` for
+an event read from the event store; it is unique, so a redelivered bad message is kept once.
+``store_position`` is set when the message is an event the store holds (same id and digest) that
+could not be applied: that stored event is then handled, and no longer counts as backlog."""
 
 score_adjustments = Table(
     "score_adjustments",
@@ -182,8 +185,10 @@ READ_MODEL_TABLES = ("item_view", "unit_day_counters", "score_adjustments")
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the projection tables if missing (idempotent)."""
+    """Create the projection tables if missing (idempotent); add the nullable columns a database
+    made by an older duban lacks (``dead_letters.store_position``)."""
     metadata.create_all(engine)
+    add_missing_columns(engine, dead_letters)
 
 
 def drop_tables(engine: Engine) -> None:

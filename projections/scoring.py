@@ -19,6 +19,7 @@ from fractions import Fraction
 from sqlalchemy import Engine, func, select
 
 from duban.errors import ValidationError
+from events import bounds
 from events import types as t
 from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
 from projections import read_models as rm
@@ -182,16 +183,27 @@ def score_adjustment(
     ``adjustment_id``, so recording it twice stores it once.
 
     Raises:
-        ValidationError: empty id, unit, reason or approver; unknown level; a non-finite ``points``.
+        ValidationError: empty id, unit, reason or approver, or one outside its bounds
+            (``events.bounds``: an id of at most 96 characters, names of 128, a reason of 2,000, no
+            control characters); an unknown level; ``points`` beyond ±1000 or finer than 0.01; a
+            day outside 1990–2099.
     """
-    texts = {"adjustment_id": adjustment_id, "unit_key": unit_key, "reason": reason, "approver": approver}
-    for name, value in texts.items():
-        if not value.strip():
-            raise ValidationError(name, "must not be empty")
+    texts = {
+        "adjustment_id": (adjustment_id, bounds.ADJUSTMENT_ID),
+        "unit_key": (unit_key, bounds.NAME),
+        "reason": (reason, bounds.REASON),
+        "approver": (approver, bounds.NAME),
+    }
+    for name, (value, bound) in texts.items():
+        problem = bounds.text_problem(value, bound) or ("must not be empty" if not value.strip() else None)
+        if problem is not None:
+            raise ValidationError(name, problem)
     if level not in rm.LEVELS:
         raise ValidationError("level", f"must be one of {', '.join(rm.LEVELS)}")
-    if not points.is_finite():
-        raise ValidationError("points", "must be a finite decimal number")
+    if (problem := bounds.points_problem(str(points))) is not None:
+        raise ValidationError("points", problem)
+    if not bounds.EARLIEST.date() <= day < bounds.LATEST.date():
+        raise ValidationError("day", f"must lie from {bounds.EARLIEST:%Y-%m-%d} to {bounds.LATEST:%Y-%m-%d}")
     item_id = f"score-adjustment:{adjustment_id}"
     return EventEnvelope(
         event_id=make_event_id(item_id, 1),

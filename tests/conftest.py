@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.event_recording import EventRecorder
+from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
 from duban.db import make_engine
@@ -101,7 +102,11 @@ def item_worker(workflow_env: WorkflowEnvironment, event_store: EventStore) -> I
             workflow_env.client,
             task_queue=queue,
             workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow],
-            activities=[recorder.record_events, paging.start_order_page],
+            activities=[
+                recorder.record_events,
+                ItemLookup(store or event_store).item_registered,
+                paging.start_order_page,
+            ],
             workflow_runner=workflow_runner(),
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):

@@ -54,6 +54,11 @@ def registration(
 def command(
     kind: str, at: datetime, actor: str = UNIT_ACTOR, command_id: str | None = None, **fields: Any
 ) -> ItemCommand:
+    """A command; a dispatch names the unit and a submit carries evidence unless told otherwise."""
+    if kind == "dispatch":
+        fields.setdefault("unit", "PWD-street")
+    if kind == "submit_rectification":
+        fields.setdefault("evidence", ["photo-1.jpg"])
     return ItemCommand(
         command_id=command_id or f"{kind}-{uuid.uuid4().hex[:8]}",
         kind=kind,

@@ -41,10 +41,17 @@ async def test_an_adjustment_is_recorded_once_and_reaches_the_read_models(
     }  # fmt: skip
     args = ["adjust", "--level", "department", "--unit", "PWDx", "--day", "2022-05-03", "--points", "-1.50",
             "--reason", "complaint upheld", "--approver", "chief:li", "--id", "ADJ-1"]  # fmt: skip
-    for _ in range(2):  # the same adjustment recorded twice: stored once, applied once
+    said = (
+        "adjustment ADJ-1: -1.50 points for department PWDx on 2022-05-03",
+        "adjustment ADJ-1: already recorded",
+    )
+    for expected in said:  # the same adjustment recorded twice: stored once, applied once
         done = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
         assert done.exit_code == 0, done.output
-        assert "adjustment ADJ-1: -1.50 points for department PWDx on 2022-05-03" in done.output
+        assert expected in done.output
+    other = [*args[:8], "-2.00", *args[9:]]  # the same id with other points: refused
+    done = await asyncio.to_thread(CliRunner().invoke, app, other, env=env)
+    assert done.exit_code == 2 and done.output.startswith("error: id: adjustment ADJ-1 was recorded before")
     engine = make_engine(url)
     assert [e.event_type for e in EventStore(engine).read()] == ["ScoreAdjusted"]
     totals = await run_until_caught_up(settings, engine, timeout_s=60, group_id=f"g-{topic}")

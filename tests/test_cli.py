@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from projection_helpers import store
 from typer.testing import CliRunner
 
 from duban.cli import app
@@ -90,7 +91,12 @@ def item_events(
     state, events = item_rules.register(reg)
 
     def do(kind: str, actor: str, at: datetime) -> None:
-        events.extend(item_rules.apply_command(state, ItemCommand(f"{item_id}:{kind}", kind, actor, at)))
+        extra: dict[str, Any] = {
+            "dispatch": {"unit": "crew"},
+            "submit_rectification": {"evidence": ["p.jpg"]},
+        }
+        command = ItemCommand(f"{item_id}:{kind}", kind, actor, at, **extra.get(kind, {}))
+        events.extend(item_rules.apply_command(state, command))
 
     do(CommandKind.DISPATCH, "dispatcher:test", reported + timedelta(minutes=5))
     do(CommandKind.ACCEPT, "unit:crew", reported + timedelta(minutes=10))
@@ -127,6 +133,7 @@ def db_url(tmp_path: Path) -> Iterator[str]:
         RawMessage(TOPIC, 0, offset, ev.item_id.encode(), encode_event(ev))
         for offset, ev in enumerate(events)
     ]
+    store(engine, events)
     result = ItemProjector(engine).apply_batch(messages)
     # 6 lifecycle events each; P1 adds a warning (75 % of its window: 05-03 08:00Z, before closing)
     # and P2 warned, breached, escalated: 7 + 9 + 6

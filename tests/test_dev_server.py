@@ -63,7 +63,7 @@ async def test_breached_item_found_by_search_attributes(
         resolution_deadline=now + timedelta(seconds=3),
         deadline_origin="rule",
     )
-    dispatch = ItemCommand(f"{item}:dispatch", CommandKind.DISPATCH, "dispatcher:test", now)
+    dispatch = ItemCommand(f"{item}:dispatch", CommandKind.DISPATCH, "dispatcher:test", now, unit="Squad 3")
     async with build_worker(dev_env.client, "dev-test", EventRecorder(event_store, None, "t"), max_cached=10):
         handle = await dev_env.client.start_workflow(
             SupervisionItemWorkflow.run,

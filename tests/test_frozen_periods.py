@@ -16,18 +16,19 @@ from pathlib import Path
 
 import pytest
 from item_helpers import cmd, cst, litter, three_items
+from projection_helpers import fresh
+from projection_helpers import project as stored_project
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.db import make_engine
-from events.codec import encode_event
 from events.envelope import EventEnvelope
 from events.store import EventStore
 from events.store import metadata as store_metadata
 from projections import read_models as rm
-from projections.frozen_periods import drop_ledger, freeze_period, read_snapshots
-from projections.projector import ItemProjector, RawMessage
+from projections.frozen_periods import freeze_period, read_snapshots
+from projections.projector import ItemProjector
 from projections.scoring import load_scorebook, score_adjustment, score_units
 from workflows import item_rules as rules
 
@@ -48,22 +49,18 @@ def late_events() -> list[EventEnvelope]:
 
 
 def project(engine: Engine, events: list[EventEnvelope], first: int = 0) -> None:
-    ItemProjector(engine).apply_batch(
-        [RawMessage("t", 0, first + i, e.item_id.encode(), encode_event(e)) for i, e in enumerate(events)]
-    )
+    stored_project(engine, events, first_offset=first)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'f.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     eng = make_engine(url)
-    rm.drop_tables(eng)
-    drop_ledger(eng)
+    fresh(eng)
     store_metadata.drop_all(eng)
     project(eng, three_items())
     yield eng
-    rm.drop_tables(eng)
-    drop_ledger(eng)
+    fresh(eng)
     store_metadata.drop_all(eng)  # PostgreSQL is shared by the session: leave no events behind
     eng.dispose()
 
@@ -153,6 +150,7 @@ def test_a_period_that_has_not_ended_cannot_be_closed(engine: Engine) -> None:
 
 
 def test_a_rebuild_needs_an_event_store(engine: Engine) -> None:
+    store_metadata.drop_all(engine)  # read models, but no event store to rebuild them from
     done = CliRunner().invoke(app, ["rebuild-read-models", "--database-url", str(engine.url)])
     assert done.exit_code == 2 and "holds no event store" in done.output
     assert counters(engine, "category", "litter", MONDAY)  # nothing was dropped

@@ -21,15 +21,13 @@ from pathlib import Path
 
 import pytest
 from item_helpers import three_items as scenario
+from projection_helpers import fresh, project
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.db import make_engine
-from events.codec import encode_event
-from projections import read_models as rm
 from projections.indicators import INDICATOR_NAMES, IndicatorOptions, IndicatorRow, indicators
-from projections.projector import ItemProjector, RawMessage
 from workflows import item_rules as rules
 
 
@@ -37,13 +35,11 @@ from workflows import item_rules as rules
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'i.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     eng = make_engine(url)
-    rm.drop_tables(eng)
+    fresh(eng)
     events = scenario()
-    ItemProjector(eng).apply_batch(
-        [RawMessage("t", 0, i, e.item_id.encode(), encode_event(e)) for i, e in enumerate(events)]
-    )
+    project(eng, events)
     yield eng
-    rm.drop_tables(eng)
+    fresh(eng)
     eng.dispose()
 
 
@@ -103,9 +99,7 @@ def test_a_period_outside_the_events_has_no_rows(engine: Engine) -> None:
 def test_duban_indicators_prints_json_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     eng = make_engine(url)
-    ItemProjector(eng).apply_batch(
-        [RawMessage("t", 0, i, e.item_id.encode(), encode_event(e)) for i, e in enumerate(scenario())]
-    )
+    project(eng, scenario())
     done = CliRunner().invoke(
         app, ["indicators", "--by", "department", "--format", "json", "--database-url", url]
     )
@@ -143,9 +137,7 @@ def test_item_rates_follow_the_cohort_and_never_exceed_one(tmp_path: Path) -> No
         events += rules.fire_due_timers(state, c.occurred_at)
         events += rules.apply_command(state, c)
     eng = make_engine(f"sqlite:///{tmp_path / 'cohort.db'}")
-    ItemProjector(eng).apply_batch(
-        [RawMessage("t", 0, i, b"L", encode_event(e)) for i, e in enumerate(events)]
-    )
+    project(eng, events)
     monday = table(indicators(eng, "category", date(2026, 11, 2), date(2026, 11, 3)), "litter")
     tuesday = table(indicators(eng, "category", date(2026, 11, 3), date(2026, 11, 4)), "litter")
     assert monday["closure_rate"] == monday["rectification_rate"] == (1, 1, Decimal("1.0000"))

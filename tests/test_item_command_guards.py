@@ -24,8 +24,8 @@ from workflows import item_rules as rules
         ({"occurred_at": "2026-11-02T09:05:00+08:00"}, "occurred_at must be an aware datetime"),
         ({"occurred_at": datetime(2026, 11, 2, 9, 5)}, "occurred_at must be an aware datetime"),
         ({"new_deadline": datetime(2026, 11, 3, 17, 0)}, "new_deadline must be an aware datetime"),
-        ({"departments": "PWD"}, "departments must be a list of non-empty strings"),
-        ({"evidence": [""]}, "evidence must be a list of non-empty strings"),
+        ({"departments": "PWD"}, "departments must be a list of strings"),
+        ({"evidence": [""]}, "evidence entry 0 must not be empty"),
         ({"rating": True}, "rating must be a whole number"),
         ({"rating": 2.5}, "rating must be a whole number"),
         ({"passed": "yes"}, "passed must be true or false"),
@@ -75,7 +75,9 @@ def test_who_may_do_what_beyond_the_role() -> None:
     assert refused(state, other) == "unit 'ISD' cannot report in for department 'PWD'"
     run(state, cmd("submit_rectification", cst(11, 2, 9, 12)))
     assert "inspector's unit" in refused(state, cmd("verify", cst(11, 2, 9, 13), unit=""))
-    assert "another item" in refused(state, cmd("merge", cst(11, 2, 9, 14), into_item_id=" L-1 "))
+    assert "another item" in refused(state, cmd("merge", cst(11, 2, 9, 14), into_item_id="L-1"))
+    padded = cmd("merge", cst(11, 2, 9, 14), into_item_id=" L-1 ")
+    assert refused(state, padded) == "into_item_id must not begin or end with whitespace"
 
 
 def test_registrations_under_a_rulebook_need_an_actor_and_deadlines_after_the_report() -> None:

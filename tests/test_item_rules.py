@@ -38,6 +38,11 @@ def reg(**changes: Any) -> Registration:
 
 
 def cmd(command_id: str, kind: str, when: datetime, actor: str = "unit:PWD", **fields: Any) -> ItemCommand:
+    """A command; a dispatch names the unit and a submit carries evidence unless told otherwise."""
+    if kind == "dispatch":
+        fields.setdefault("unit", "Sibaoshan street team")
+    if kind == "submit_rectification":
+        fields.setdefault("evidence", ["photo.jpg"])
     return ItemCommand(command_id=command_id, kind=kind, actor=actor, occurred_at=when, **fields)
 
 

@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from item_helpers import three_items
+from projection_helpers import records
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.period_closing import PeriodClosing, projection_lag
 from duban.db import make_engine
 from duban.worker import workflow_runner
-from events.codec import encode_event
 from events.store import EventStore
 from projections.frozen_periods import read_snapshots
-from projections.projector import ItemProjector, RawMessage
+from projections.projector import ItemProjector
 from projections.scoring import load_scorebook
 from workflows.period_close import PeriodCloseInput, PeriodCloseWorkflow, period_ended_before
 
@@ -60,9 +60,7 @@ async def test_the_closing_workflow_waits_for_the_projection_then_freezes(
     events = three_items()
     store.append(events)
     assert projection_lag(engine) == len(events)  # nothing projected yet: a close would have to wait
-    ItemProjector(engine).apply_batch(
-        [RawMessage("t", 0, i, e.item_id.encode(), encode_event(e)) for i, e in enumerate(events)]
-    )
+    ItemProjector(engine).apply_batch(records(events))
     assert projection_lag(engine) == 0
     queue = f"close-{uuid.uuid4().hex[:8]}"
     closing = PeriodClosing(engine, load_scorebook())

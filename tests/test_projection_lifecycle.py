@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 from item_helpers import cmd, cst, litter
+from projection_helpers import store
 from sqlalchemy import select
 
 from duban.db import make_engine
@@ -48,6 +49,7 @@ def messages(events: list[EventEnvelope]) -> list[RawMessage]:
 def test_lifecycle_events_project_into_the_item_view(tmp_path: Path) -> None:
     events = lifecycle_events()
     engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    store(engine, events)
     result = ItemProjector(engine).apply_batch(messages(events))
     assert (result.applied, result.dead_lettered) == (len(events), 0)
     with engine.connect() as conn:
@@ -63,6 +65,7 @@ def test_lifecycle_events_project_into_the_item_view(tmp_path: Path) -> None:
 def test_repeats_arriving_after_later_events_change_nothing(tmp_path: Path) -> None:
     events = lifecycle_events()
     in_order = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    store(in_order, events)
     ItemProjector(in_order).apply_batch(messages(events))
     delivered = list(events)
     rng = random.Random(7)
@@ -70,6 +73,7 @@ def test_repeats_arriving_after_later_events_change_nothing(tmp_path: Path) -> N
         delivered.insert(rng.randint(delivered.index(event) + 1, len(delivered)), event)
     assert len(delivered) == len(events) + 8
     other = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    store(other, events)
     for m in messages(delivered):
         ItemProjector(other).apply_batch([m])
     tables = ("item_view", "unit_day_counters")

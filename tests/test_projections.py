@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from projection_helpers import fresh, store
 from sqlalchemy import Engine, func, insert, select
 
 from duban.config import Settings
@@ -67,6 +68,10 @@ def _item(
 def _do(
     state: ItemState, kind: str, at: datetime, actor: str = "unit:team", **kw: Any
 ) -> list[EventEnvelope]:
+    if kind == CommandKind.DISPATCH:
+        kw.setdefault("unit", state.unit)
+    if kind == CommandKind.SUBMIT_RECTIFICATION:
+        kw.setdefault("evidence", ["photo.jpg"])
     cmd = ItemCommand(f"{state.item_id}:{kind}", kind, actor, at, **kw)
     return item_rules.apply_command(state, cmd)
 
@@ -173,9 +178,12 @@ EXPECTED_COUNTERS = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """Empty projection tables on a temporary SQLite file or in the session's PostgreSQL database."""
+    """Empty projection tables on a temporary SQLite file or in the session's PostgreSQL database,
+    whose event store holds every event of the scenario (the projection applies only stored events)."""
     url = f"sqlite:///{tmp_path / 'p.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     eng = make_engine(url)
+    fresh(eng)
+    store(eng, in_time_order(ALL))
     reset(eng)
     yield eng
     eng.dispose()
@@ -308,6 +316,8 @@ def test_every_delivery_order_and_repeat_gives_the_same_tables(engine: Engine) -
 
 
 def test_bad_messages_go_to_dead_letters_and_the_rest_applies(engine: Engine) -> None:
+    fresh(engine)
+    store(engine, ALL["A"])  # B is not in the store
     a = to_messages(ALL["A"])
     closed = ALL["A"][-1]
     bad = [
@@ -317,7 +327,7 @@ def test_bad_messages_go_to_dead_letters_and_the_rest_applies(engine: Engine) ->
         json.dumps(
             event_to_dict(closed) | {"payload": {**event_to_dict(closed)["payload"], "on_time": "yes"}}
         ).encode(),
-        encode_event(ALL["B"][1]),  # B's dispatch, but B was never registered here
+        encode_event(ALL["B"][1]),  # B's dispatch, but the store does not hold it
     ]
     msgs = a[:3] + [RawMessage(TOPIC, 0, 3 + i, None, raw) for i, raw in enumerate(bad)] + [
         m._replace(offset=m.offset + 5) for m in a[3:]]  # fmt: skip
@@ -335,7 +345,7 @@ def test_bad_messages_go_to_dead_letters_and_the_rest_applies(engine: Engine) ->
     )
     assert reasons[sources[2]] == "event_type: unknown event type 'ItemTeleported'"
     assert reasons[sources[3]].startswith("payload.on_time: must be true or false")
-    assert reasons[sources[4]] == "unknown item"
+    assert reasons[sources[4]] == "not in the event store (the projection applies only stored events)"
     assert {bytes(raw) for _, _, raw in dead} == set(bad)
     assert views(engine)["A"]["stage"] == "closed" and set(views(engine)) == {"A"}
     assert positions(engine) == {0: msgs[-1].offset + 1}
@@ -361,7 +371,8 @@ def test_checksum_is_the_same_on_sqlite_and_postgresql(pg_url: str, tmp_path: Pa
     digests = []
     for url in (f"sqlite:///{tmp_path / 'x.db'}", pg_url):
         eng = make_engine(url)
-        reset(eng)
+        fresh(eng)
+        store(eng, in_time_order(ALL))
         ItemProjector(eng).apply_batch(MESSAGES)
         digests.append(table_checksum(eng, [*rm.READ_MODEL_TABLES, "applied_events", "projection_positions"]))
         eng.dispose()
@@ -392,6 +403,7 @@ async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str
     eng = make_engine(f"sqlite:///{tmp_path / 'kafka.db'}")
     first = in_time_order({k: ALL[k] for k in "ABC"})
     second = in_time_order({k: ALL[k] for k in "DE"})
+    store(eng, first)
     await _produce(
         broker, topic, [(e.item_id.encode(), encode_event(e)) for e in first] + [(b"junk", b"{oops")]
     )
@@ -403,6 +415,7 @@ async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str
 
     redelivered = first[4]  # a producer retry: an event already applied arrives again, later
     records = [(e.item_id.encode(), encode_event(e)) for e in [*second, redelivered]]
+    store(eng, second)
     await _produce(broker, topic, records)
     # A new group: Tansu starts groups at generation 0, so aiokafka's first member never sends
     # LeaveGroup and a restart in the same group waits ~10 s for its session to expire. The new
@@ -412,7 +425,8 @@ async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str
     runner = asyncio.create_task(consumer.run(stop))
     try:
         await consumer.wait_caught_up(timeout_s=60)
-        assert await consumer.lag() == {0: 0, 1: 0, 2: 0}
+        assert await consumer.lag() == 0  # every stored event is applied
+        assert await consumer.kafka_lag() == {0: 0, 1: 0, 2: 0}
         assert consumer.last_poll_at is not None
     finally:
         stop.set()

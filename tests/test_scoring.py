@@ -19,17 +19,16 @@ from typing import Any
 import pytest
 import yaml
 from item_helpers import three_items
+from projection_helpers import fresh
+from projection_helpers import project as stored_project
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.db import make_engine
 from duban.errors import ValidationError
-from events.codec import encode_event
-from events.envelope import EventEnvelope
+from events.envelope import EventEnvelope, make_event_id
 from projections import read_models as rm
-from projections.frozen_periods import drop_ledger
-from projections.projector import ItemProjector, RawMessage
 from projections.scoring import (
     DEFAULT_SCOREBOOK_PATH,
     Score,
@@ -46,24 +45,17 @@ BOOK = load_scorebook()
 
 
 def project(engine: Engine, events: list[EventEnvelope], first_offset: int = 0) -> None:
-    ItemProjector(engine).apply_batch(
-        [
-            RawMessage("t", 0, first_offset + i, e.item_id.encode(), encode_event(e))
-            for i, e in enumerate(events)
-        ]
-    )
+    stored_project(engine, events, first_offset=first_offset)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     eng = make_engine(url)
-    rm.drop_tables(eng)
-    drop_ledger(eng)
+    fresh(eng)
     project(eng, three_items())
     yield eng
-    rm.drop_tables(eng)
-    drop_ledger(eng)
+    fresh(eng)
     eng.dispose()
 
 
@@ -106,7 +98,11 @@ def test_a_manual_adjustment_is_an_event_with_a_reason_and_an_approver(engine: E
     good = score_adjustment(
         "A-1", "category", "litter", DAY, Decimal("1.25"), "storm relief work", "chief:li", at
     )
-    bad = good.__class__(**{**good.__dict__, "event_id": "x", "payload": {**good.payload, "approver": " "}})
+    bad_id = "score-adjustment:A-bad"  # stored, but not an adjustment the projection can apply
+    bad = good.__class__(
+        **{**good.__dict__, "event_id": make_event_id(bad_id, 1), "item_id": bad_id,
+           "payload": {**good.payload, "approver": " "}}
+    )  # fmt: skip
     project(engine, [good, good, bad], first_offset=1000)  # the repeat is applied once
     [litter] = score_units(engine, "category", DAY, date(2026, 11, 3), BOOK)
     assert litter.adjustments == Fraction(5, 4) and litter.score == Decimal("68.02")  # 66.7666… + 1.25

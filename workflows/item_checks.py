@@ -10,11 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from duban.errors import IllegalCommand
+from duban.errors import IllegalCommand, ValidationError
+from events import bounds as b
 from events.codec import format_utc
-from workflows.item_model import OPEN_STAGES, CommandKind, ItemCommand, ItemState, Responder, Role, Stage
-from workflows.item_policy import limit_deadline
+from workflows.item_model import (
+    OPEN_STAGES,
+    CommandKind,
+    ItemCommand,
+    ItemState,
+    Registration,
+    Responder,
+    Role,
+    Stage,
+)
+from workflows.item_policy import check_policy, limit_deadline
 
 K = CommandKind
 _OPEN = frozenset(OPEN_STAGES)
@@ -63,37 +74,73 @@ _UNIT_BOUND = frozenset({K.ACCEPT, K.SUBMIT_RECTIFICATION, K.RETURN, K.REQUEST_E
 _NEEDS_REASON = frozenset({K.CANCEL, K.RETURN, K.REQUEST_EXTENSION, K.REJECT_EXTENSION, K.SUSPEND, K.MERGE})
 
 
-_TEXT_FIELDS = ("command_id", "kind", "actor", "department", "unit", "notes", "reason", "role", "location")
-_TEXT_LIST_FIELDS = ("evidence", "departments")
-
-
-def _aware(value: object) -> bool:
-    return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
+DEADLINE_ORIGINS = frozenset({"source", "rule", "none"})
 
 
 def shape_problem(cmd: ItemCommand) -> str | None:
-    """What is malformed about ``cmd`` as data (a field of the wrong type, a naive datetime, an empty
-    id or actor), or ``None``. Checked before anything else, so no rule ever sees a malformed command."""
-    for name in (*_TEXT_FIELDS, "into_item_id"):
-        if not isinstance(getattr(cmd, name), str):
-            return f"{name} must be a string"
-    for name in _TEXT_LIST_FIELDS:
-        value = getattr(cmd, name)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            return f"{name} must be a list of non-empty strings"
+    """What is malformed about ``cmd`` as data, or ``None``: a field of the wrong type or outside its
+    bounds (``events.bounds``: length, characters, instants from 1990 to 2100, list sizes), an empty
+    id or actor. Checked before anything else, so no rule ever sees a malformed command."""
+    for name, bound in b.COMMAND_TEXT.items():
+        problem = b.text_problem(getattr(cmd, name), bound)
+        if problem is not None:
+            return f"{name} {problem}"
+    for name, (most, entry) in b.COMMAND_LISTS.items():
+        problem = b.list_problem(getattr(cmd, name), most, entry)
+        if problem is not None:
+            return f"{name} {problem}"
     if not cmd.command_id.strip():
         return "command_id must not be empty"
     if not cmd.actor.strip():
         return "actor must not be empty"
-    if not _aware(cmd.occurred_at):
-        return "occurred_at must be an aware datetime (with a UTC offset)"
-    if cmd.new_deadline is not None and not _aware(cmd.new_deadline):
-        return "new_deadline must be an aware datetime (with a UTC offset)"
+    problem = b.instant_problem(cmd.occurred_at)
+    if problem is not None:
+        return f"occurred_at {problem}"
+    if cmd.new_deadline is not None and (problem := b.instant_problem(cmd.new_deadline)) is not None:
+        return f"new_deadline {problem}"
     if not isinstance(cmd.passed, bool):
         return "passed must be true or false"
-    if isinstance(cmd.rating, bool) or not isinstance(cmd.rating, int):
-        return "rating must be a whole number"
+    if b.int_problem(cmd.rating, 0, 5) is not None:
+        return "rating must be a whole number from 1 to 5 (0 when the command rates nobody)"
     return None
+
+
+def check_registration(reg: Registration) -> None:
+    """Raise ``ValidationError`` naming the field if ``reg`` is malformed or out of bounds: a text
+    too long or with forbidden characters, an empty item id, category or actor, an unknown time
+    zone, an instant outside 1990–2100, a deadline more than ``events.bounds.DEADLINE_HORIZON``
+    after ``reported_at`` (or, under a rulebook, not after it), a warning fraction outside (0, 1), a
+    malformed policy (``workflows.item_policy.check_policy``)."""
+    for name, bound in b.REGISTRATION_TEXT.items():
+        problem = b.text_problem(getattr(reg, name), bound)
+        if problem is not None:
+            raise ValidationError(name, problem)
+    for name in ("item_id", "category", "actor"):
+        if not getattr(reg, name).strip():
+            raise ValidationError(name, "must not be empty")
+    try:
+        ZoneInfo(reg.zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("zone", f"unknown IANA time zone {reg.zone!r}") from None
+    if reg.deadline_origin not in DEADLINE_ORIGINS:
+        raise ValidationError("deadline_origin", f"must be one of {', '.join(sorted(DEADLINE_ORIGINS))}")
+    if (problem := b.instant_problem(reg.reported_at)) is not None:
+        raise ValidationError("reported_at", problem)
+    for name in ("response_deadline", "resolution_deadline"):
+        due = getattr(reg, name)
+        if due is None:
+            continue
+        if (problem := b.instant_problem(due)) is not None:
+            raise ValidationError(name, problem)
+        if due > reg.reported_at + b.DEADLINE_HORIZON:
+            raise ValidationError(name, f"must be at most {b.DEADLINE_HORIZON.days} days after reported_at")
+        if reg.policy is not None and due <= reg.reported_at:
+            raise ValidationError(name, "must be after reported_at on an item registered under a rulebook")
+    fraction = reg.warning_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise ValidationError("warning_fraction", "must be between 0 and 1 (exclusive)")
+    if reg.policy is not None:
+        check_policy(reg.policy)
 
 
 def check_command(state: ItemState, cmd: ItemCommand) -> None:
@@ -110,6 +157,8 @@ def check_command(state: ItemState, cmd: ItemCommand) -> None:
         if used_for != cmd.kind:
             raise IllegalCommand(f"command id {cmd.command_id!r} was already used for a {used_for} command")
         return
+    if len(state.applied_command_ids) >= b.MAX_COMMANDS_PER_ITEM:
+        raise IllegalCommand(f"the item has applied {b.MAX_COMMANDS_PER_ITEM} commands, the most allowed")
     if cmd.kind not in STAGES:
         raise IllegalCommand(f"unknown command kind {cmd.kind!r}; known: {', '.join(STAGES)}")
     policy = state.registration.policy
@@ -129,6 +178,8 @@ def check_command(state: ItemState, cmd: ItemCommand) -> None:
             _decide_extension(state, cmd)
         _check_role(state, cmd)
         _CHECKS.get(cmd.kind, _no_check)(state, cmd)
+    elif state.rules_revision >= 2 and cmd.kind in (K.DISPATCH, K.SUBMIT_RECTIFICATION):
+        _CHECKS[cmd.kind](state, cmd)  # every item: a dispatch names the unit, a submit has evidence
 
 
 def _check_order(state: ItemState, cmd: ItemCommand) -> None:
@@ -217,6 +268,12 @@ def _request_extension(state: ItemState, cmd: ItemCommand) -> None:
         raise IllegalCommand("request_extension needs new_deadline (an aware UTC datetime)")
     if cmd.new_deadline <= clock.deadline:
         raise IllegalCommand(f"new_deadline must be after the current deadline {format_utc(clock.deadline)}")
+    horizon = state.registration.reported_at + b.DEADLINE_HORIZON
+    if cmd.new_deadline > horizon:
+        raise IllegalCommand(
+            f"new_deadline must be at most {b.DEADLINE_HORIZON.days} days after the registration "
+            f"(by {format_utc(horizon)})"
+        )
 
 
 def _decide_extension(state: ItemState, cmd: ItemCommand) -> None:
@@ -246,6 +303,8 @@ def _merge(state: ItemState, cmd: ItemCommand) -> None:
 def _grid_call(state: ItemState, cmd: ItemCommand) -> None:
     if not cmd.departments or any(not d.strip() for d in cmd.departments):
         raise IllegalCommand("grid_call needs departments (non-empty names)")
+    if len(state.responders) + len(cmd.departments) > b.MAX_RESPONDERS:
+        raise IllegalCommand(f"an item may call at most {b.MAX_RESPONDERS} departments in all")
     called = {r.department for r in state.responders}
     again = sorted(called & set(cmd.departments))
     if again or len(set(cmd.departments)) != len(cmd.departments):

@@ -23,6 +23,13 @@ GREEN, YELLOW, RED = "green", "yellow", "red"
 80–100%, red past it)."""
 
 
+RULES_REVISION = 2
+"""Revision of the command rules a new item runs under. Revision 1 (items started before issue 8)
+let an item registered without a rulebook be dispatched without a unit and rectified without
+evidence, and merged into any id; the workflow keeps revision 1 for histories recorded before the
+``rules-revision-2`` patch (README, "Changing workflow code")."""
+
+
 class Stage(StrEnum):
     """Where an item stands in the closed loop (GB/T 30428 family)."""
 
@@ -247,7 +254,10 @@ class CommandOutcome:
 
 @dataclass
 class ItemState:
-    """The whole state of one item, as the workflow holds it (and carries across continue-as-new)."""
+    """The whole state of one item, as the workflow holds it (and carries across continue-as-new).
+
+    ``rejected`` lists the newest refused commands with their reasons (at most
+    ``events.bounds.MAX_REJECTED_KEPT``); ``rejected_total`` counts every refusal."""
 
     registration: Registration
     stage: str = Stage.REGISTERED
@@ -281,6 +291,8 @@ class ItemState:
     applied_kinds: dict[str, str] = field(default_factory=dict)
     last_command_at: datetime | None = None
     rejected: list[CommandOutcome] = field(default_factory=list)
+    rejected_total: int = 0
+    rules_revision: int = RULES_REVISION
 
     @property
     def item_id(self) -> str:

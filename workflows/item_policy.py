@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 
 from duban.errors import ValidationError
-from workflows.item_model import ItemPolicy, LimitSpec, Registration, RungSpec
+from events.bounds import DEADLINE_HORIZON, TextBound, text_problem
+from workflows.item_model import ItemPolicy, LimitSpec, Registration, Role, RungSpec
 from workflows.rulebook import Rulebook, RulebookVersion, TimeLimit, deadline
 from workflows.working_calendar import WorkingCalendar, china_calendar, us_calendar
 
@@ -29,6 +30,7 @@ CALENDARS = ("china", "us-ma")
 days) and Massachusetts (America/New_York, federal + state holidays) for the Boston data."""
 
 WORKING_UNITS = frozenset({"working_hours", "working_days"})
+ROLES = tuple(r.value for r in Role)
 
 
 @cache
@@ -77,7 +79,7 @@ def advance(start: datetime, seconds: int, basis: str, calendar: str) -> datetim
     """The instant ``seconds`` (>= 0) of ``basis`` after ``start``: working seconds on the calendar
     (counting from the next work period if ``start`` is outside one), or clock seconds."""
     if basis == "working":
-        return calendar_for(calendar).add_working_hours(start, Decimal(seconds) / 3600)
+        return calendar_for(calendar).add_working_seconds(start, seconds)
     return start + timedelta(seconds=seconds)
 
 
@@ -89,6 +91,84 @@ def share_seconds(budget_s: int, share: str) -> int:
 def _share(value: Decimal) -> str:
     """A threshold as a decimal string with at least two places: 0.5 → ``"0.50"``, 0.875 → ``"0.875"``."""
     return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else str(value)
+
+
+_MOST: dict[str, Decimal] = {
+    "working_hours": Decimal(DEADLINE_HORIZON.days * 24),
+    "hours": Decimal(DEADLINE_HORIZON.days * 24),
+    "working_days": Decimal(DEADLINE_HORIZON.days),
+    "calendar_days": Decimal(DEADLINE_HORIZON.days),
+}
+"""The longest limit of each unit: the deadline horizon (``events.bounds.DEADLINE_HORIZON``)."""
+_LIMITS = ("redispatch_window", "suspension_review", "report_in")
+
+
+def _check_limit(spec: object, field: str, positive: bool = False) -> None:
+    if not isinstance(spec, LimitSpec) or not isinstance(spec.amount, str) or len(spec.amount) > 64:
+        raise ValidationError(field, "must be a time limit (amount as a decimal string, unit)")
+    try:
+        limit = to_limit(spec)
+    except InvalidOperation:
+        raise ValidationError(f"{field}.amount", f"{spec.amount!r} is not a decimal number") from None
+    except ValidationError as exc:
+        raise ValidationError(f"{field}.{exc.field}", exc.reason) from None
+    if limit.amount > _MOST[limit.unit]:
+        raise ValidationError(f"{field}.amount", f"must be at most {_MOST[limit.unit]} {limit.unit}")
+    if positive and limit.amount <= 0:
+        raise ValidationError(f"{field}.amount", "must be greater than 0")
+
+
+def _share_problem(value: object) -> str | None:
+    try:
+        share = Decimal(value) if isinstance(value, str) and len(value) <= 16 else None
+    except InvalidOperation:
+        share = None
+    if share is None or not share.is_finite() or not 0 < share < 1:
+        return f"must be a decimal string between 0 and 1 (exclusive), got {value!r}"
+    return None
+
+
+def check_policy(policy: ItemPolicy) -> None:
+    """Raise ``ValidationError`` (field ``policy.…``) unless ``policy`` is one an item can live by:
+    a known calendar, at most 10 increasing warning thresholds in (0, 1), at most 8 rungs, time limits
+    within the deadline horizon (the suspension review longer than zero), at most 8 extension
+    approvers that are roles, and bases ``working`` or ``clock``. ``apply_rulebook`` makes such
+    policies; this guards a policy that a client built itself."""
+    if not isinstance(policy, ItemPolicy):
+        raise ValidationError("policy", "must be an item policy")
+    if (problem := text_problem(policy.rulebook_version, TextBound(64))) is not None:
+        raise ValidationError("policy.rulebook_version", problem)
+    if policy.calendar not in CALENDARS:
+        raise ValidationError(
+            "policy.calendar", f"unknown calendar {policy.calendar!r}; known: {', '.join(CALENDARS)}"
+        )
+    thresholds = policy.warning_thresholds
+    if not isinstance(thresholds, list) or len(thresholds) > 10:
+        raise ValidationError("policy.warning_thresholds", "must be a list of at most 10 shares")
+    for i, share in enumerate([*thresholds, policy.yellow_threshold]):
+        name = f"policy.warning_thresholds[{i}]" if i < len(thresholds) else "policy.yellow_threshold"
+        if (problem := _share_problem(share)) is not None:
+            raise ValidationError(name, problem)
+    if [Decimal(s) for s in thresholds] != sorted({Decimal(s) for s in thresholds}):
+        raise ValidationError("policy.warning_thresholds", "must be strictly increasing")
+    if not isinstance(policy.ladder, list) or len(policy.ladder) > 8:
+        raise ValidationError("policy.ladder", "must be a list of at most 8 rungs")
+    for i, rung in enumerate(policy.ladder):
+        if not isinstance(rung, RungSpec) or text_problem(rung.name, TextBound(32)) or not rung.name.strip():
+            raise ValidationError(
+                f"policy.ladder[{i}]", "must be a rung with a name of at most 32 characters"
+            )
+        _check_limit(rung.delay, f"policy.ladder[{i}].delay")
+    for name in _LIMITS:
+        _check_limit(getattr(policy, name), f"policy.{name}", positive=name == "suspension_review")
+    approvers = policy.extension_approvers
+    if not isinstance(approvers, list) or len(approvers) > 8 or not all(a in ROLES for a in approvers):
+        raise ValidationError(
+            "policy.extension_approvers", f"must be at most 8 of the roles {', '.join(ROLES)}"
+        )
+    for name in ("response_basis", "resolution_basis"):
+        if getattr(policy, name) not in ("working", "clock"):
+            raise ValidationError(f"policy.{name}", "must be working or clock")
 
 
 def policy_of(version: RulebookVersion, calendar: str) -> ItemPolicy:

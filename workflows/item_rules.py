@@ -25,15 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from duban.errors import IllegalCommand, ValidationError
+from duban.errors import IllegalCommand
 from events import types as t
+from events.bounds import MAX_REJECTED_KEPT
 from events.codec import format_utc
 from events.envelope import EventEnvelope
-from workflows.item_checks import check_command
+from workflows.item_checks import check_command, check_registration
 from workflows.item_events import SYSTEM_TIMER_ACTOR, command_event, emit, utc_or_none
 from workflows.item_exceptions import EXCEPTION_HANDLERS
 from workflows.item_model import (
     CommandKind,
+    CommandOutcome,
     ItemCommand,
     ItemState,
     Registration,
@@ -55,6 +57,7 @@ __all__ = [
     "check_command_time",
     "fire_due_timers",
     "next_timer_at",
+    "note_refusal",
     "plan_timers",
     "register",
     "waiting_for_timer",
@@ -63,31 +66,13 @@ K = CommandKind
 Handler = Callable[[ItemState, ItemCommand], list[EventEnvelope]]
 
 
-def _aware(value: datetime | None, field: str) -> None:
-    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise ValidationError(field, "must be an aware datetime (UTC); naive datetimes are refused")
-
-
 def register(reg: Registration) -> tuple[ItemState, list[EventEnvelope]]:
     """Create the item's state (clocks and timers armed) and its ``ItemRegistered`` event.
 
     Raises:
-        ValidationError: empty item id or category, a naive datetime, a warning fraction outside (0, 1).
+        ValidationError: as ``workflows.item_checks.check_registration`` (the field and the reason).
     """
-    if not reg.item_id.strip():
-        raise ValidationError("item_id", "must not be empty")
-    if not reg.category.strip():
-        raise ValidationError("category", "must not be empty")
-    if not reg.actor.strip():
-        raise ValidationError("actor", "must not be empty")
-    for name in ("reported_at", "response_deadline", "resolution_deadline"):
-        _aware(getattr(reg, name), name)
-    for name in ("response_deadline", "resolution_deadline"):
-        due = getattr(reg, name)
-        if reg.policy is not None and due is not None and due <= reg.reported_at:
-            raise ValidationError(name, "must be after reported_at on an item registered under a rulebook")
-    if not 0 < reg.warning_fraction < 1:
-        raise ValidationError("warning_fraction", "must be between 0 and 1 (exclusive)")
+    check_registration(reg)
     state = ItemState(registration=reg, department=reg.department, unit=reg.unit)
     start_clocks(state)
     rearm(state)
@@ -233,6 +218,14 @@ _HANDLERS: dict[str, Handler] = {
     K.CANCEL: _cancel,
     **EXCEPTION_HANDLERS,
 }
+
+
+def note_refusal(state: ItemState, outcome: CommandOutcome) -> None:
+    """List a refused command in ``state.rejected`` (the newest ``MAX_REJECTED_KEPT`` are kept) and
+    count it in ``state.rejected_total``."""
+    state.rejected.append(outcome)
+    del state.rejected[: max(0, len(state.rejected) - MAX_REJECTED_KEPT)]
+    state.rejected_total += 1
 
 
 def check_command_time(cmd: ItemCommand, now: datetime, lead_tolerance_s: float) -> None:

@@ -12,6 +12,12 @@ Long-lived items continue as new once their history passes ``continue_as_new_aft
 run gets the whole item state (deadlines, clocks, applied command ids) and the commands still queued,
 after every update handler has finished. Items of a supervision order tell the order workflow
 (``order-<order id>``) whenever their summary changes.
+
+Hostile input never wedges an item: the start input and every command arrive as raw payloads and are
+decoded strictly (``workflows.item_payloads``). An input that cannot be decoded, or a registration
+out of bounds, fails the workflow at once with ``InvalidRegistration`` and the reason; a signal that
+cannot be decoded is listed in the ``state`` query's ``rejected`` with the reason; an update that
+cannot be decoded is refused (``MalformedCommand``) before it enters the history.
 """
 
 from __future__ import annotations
@@ -23,22 +29,35 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.event_recording import RecordEventsInput
     from duban.errors import IllegalCommand, ValidationError
+    from events import bounds
     from events.envelope import EventEnvelope
-    from workflows import item_checks, item_rules
+    from workflows import item_checks, item_payloads, item_rules
     from workflows import search_attributes as sa
-    from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
+    from workflows.item_model import (
+        RULES_REVISION,
+        CommandKind,
+        CommandOutcome,
+        ItemCommand,
+        ItemState,
+        Registration,
+    )
     from workflows.order_model import ItemProgress, order_workflow_id
 
 RECORD_EVENTS_TIMEOUT = timedelta(seconds=60)
+LOOKUP_TIMEOUT = timedelta(seconds=30)
 MEMO_PATCH = "item-memo-and-order-progress"
 """``workflow.patched`` id guarding the memo upsert and order notifications (README, "Changing
 workflow code"): histories recorded before them replay without them."""
+RULES_PATCH = "rules-revision-2"
+"""``workflow.patched`` id of the command rules of revision 2 (``item_model.RULES_REVISION``): a
+dispatch names its unit and a submit has evidence on every item, and a merge target must be a
+registered item (checked by the ``item_registered`` activity)."""
 
 
 @dataclass
@@ -61,6 +80,27 @@ class ItemWorkflowInput:
     continue_as_new_after: int = 4000
 
 
+def check_input(input: ItemWorkflowInput, workflow_id: str) -> None:
+    """Raise ``ValidationError`` naming the field unless ``input`` can start the workflow
+    ``workflow_id``: the id is ``item-<item id>`` (one workflow per item, so event ids never collide),
+    at most ``events.bounds.MAX_INITIAL_COMMANDS`` initial commands, a clock offset and a lead
+    tolerance that are finite and at most ten years, and continue-as-new after 10 to 40,000 events
+    (Temporal's hard limit is 51,200). The registration itself is checked by ``item_rules.register``."""
+    item_id = (input.carried.registration if input.carried else input.registration).item_id
+    if workflow_id != f"item-{item_id}":
+        raise ValidationError(
+            "registration.item_id", f"the workflow id must be item-<item id>, not {workflow_id!r}"
+        )
+    if len(input.initial_commands) > bounds.MAX_INITIAL_COMMANDS:
+        raise ValidationError("initial_commands", f"at most {bounds.MAX_INITIAL_COMMANDS} commands")
+    ten_years = bounds.DEADLINE_HORIZON.total_seconds()
+    for name, low in (("clock_offset_s", -10 * ten_years), ("command_lead_tolerance_s", 0.0)):
+        if problem := bounds.float_problem(getattr(input, name), low, 10 * ten_years if low else ten_years):
+            raise ValidationError(name, problem)
+    if (problem := bounds.int_problem(input.continue_as_new_after, 10, 40_000)) is not None:
+        raise ValidationError("continue_as_new_after", problem)
+
+
 @dataclass
 class ItemOutcome:
     """Result of a finished item."""
@@ -78,26 +118,37 @@ class SupervisionItemWorkflow:
     """A supervision item as a durable workflow (id ``item-<item id>``)."""
 
     @workflow.init
-    def __init__(self, input: ItemWorkflowInput) -> None:
+    def __init__(self, raw: RawValue) -> None:
+        try:
+            data = item_payloads.payload_data(raw.payload, "input")
+            input = item_payloads.decode_json(data, ItemWorkflowInput, "input", item_payloads.MAX_INPUT_BYTES)
+            check_input(input, workflow.info().workflow_id)
+        except ValidationError as exc:
+            raise ApplicationError(str(exc), type="InvalidRegistration", non_retryable=True) from exc
         self._input = input
         self._state: ItemState | None = None
         self._inbox: list[ItemCommand] = list(input.initial_commands)
         self._outcomes: dict[str, CommandOutcome] = {}
         self._reported: ItemProgress | None = None
+        self._early_refusals: list[CommandOutcome] = []
 
     def _business_now(self) -> datetime:
         return workflow.now() - timedelta(seconds=self._input.clock_offset_s)
 
     @workflow.run
-    async def run(self, input: ItemWorkflowInput) -> ItemOutcome:
+    async def run(self, raw: RawValue) -> ItemOutcome:
+        input = self._input
+        revision = RULES_REVISION if workflow.patched(RULES_PATCH) else 1
         if input.carried is not None:
             self._state = input.carried
+            self._state.rules_revision = revision
             await self._step([])
         else:
             try:
                 self._state, events = item_rules.register(input.registration)
             except ValidationError as exc:
                 raise ApplicationError(str(exc), type="InvalidRegistration", non_retryable=True) from exc
+            self._state.rules_revision = revision
             await self._step(events)
         while not self._state.terminal:
             if self._history_is_long() and not self._inbox:
@@ -142,6 +193,9 @@ class SupervisionItemWorkflow:
     async def _step(self, events: list[EventEnvelope]) -> None:
         """Apply queued commands (each after the timers due before it), then timers due now; record."""
         assert self._state is not None
+        for early in self._early_refusals:
+            item_rules.note_refusal(self._state, early)
+        self._early_refusals.clear()
         now = self._business_now()
         done: list[CommandOutcome] = []
         while self._inbox:
@@ -155,12 +209,13 @@ class SupervisionItemWorkflow:
                     raise IllegalCommand(problem)
                 events += item_rules.fire_due_timers(self._state, min(cmd.occurred_at, now))
                 item_rules.check_command_time(cmd, now, self._input.command_lead_tolerance_s)
+                await self._check_merge_target(cmd)
                 produced = item_rules.apply_command(self._state, cmd)
                 done.append(CommandOutcome(cmd.command_id, True, "", [e.event_type for e in produced]))
                 events += produced
             except IllegalCommand as exc:
                 outcome = CommandOutcome(cmd.command_id, False, exc.reason)
-                self._state.rejected.append(outcome)
+                item_rules.note_refusal(self._state, outcome)
                 done.append(outcome)
                 workflow.logger.warning("command %s rejected: %s", cmd.command_id, exc.reason)
         if not self._state.terminal:
@@ -180,6 +235,26 @@ class SupervisionItemWorkflow:
             previous = self._outcomes.get(outcome.command_id)
             if previous is None or not previous.applied:  # a repeat never hides the real outcome
                 self._outcomes[outcome.command_id] = outcome
+
+    async def _check_merge_target(self, cmd: ItemCommand) -> None:
+        """Under rules revision 2, refuse a merge into an item the event store has never registered
+        (the ``item_registered`` activity reads it), once every other rule has passed."""
+        assert self._state is not None
+        if cmd.kind != CommandKind.MERGE or self._state.rules_revision < 2:
+            return
+        item_rules.check_command(self._state, cmd)
+        if cmd.command_id in self._state.applied_command_ids:
+            return
+        target = cmd.into_item_id.strip()
+        found = await workflow.execute_activity(
+            "item_registered",
+            target,
+            result_type=bool,
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        if not found:
+            raise IllegalCommand(f"merge target {target!r} is not a registered item")
 
     def _upsert_search_attributes(self) -> None:
         if not self._input.search_attributes or self._state is None:
@@ -223,13 +298,26 @@ class SupervisionItemWorkflow:
             workflow.logger.warning("order %s not told about %s: %s", order_id, self._state.item_id, exc)
 
     @workflow.signal
-    def submit_command(self, cmd: ItemCommand) -> None:
-        """Queue a command (fire-and-forget). Illegal ones are rejected when applied: see ``state``."""
+    def submit_command(self, raw: RawValue) -> None:
+        """Queue a command (an ``ItemCommand`` as JSON; fire-and-forget). Illegal or undecodable
+        ones are refused with the reason: see ``state``'s ``rejected``."""
+        try:
+            cmd = item_payloads.decode_command(raw.payload)
+        except ValidationError as exc:
+            refusal = CommandOutcome(item_payloads.command_id_of(raw.payload), False, str(exc))
+            if self._state is None:
+                self._early_refusals.append(refusal)
+            else:
+                item_rules.note_refusal(self._state, refusal)
+            workflow.logger.warning("undecodable command refused: %s", exc)
+            return
         self._inbox.append(cmd)
 
     @workflow.update
-    async def apply_command(self, cmd: ItemCommand) -> CommandOutcome:
-        """Apply a command and return its outcome once its events are recorded."""
+    async def apply_command(self, raw: RawValue) -> CommandOutcome:
+        """Apply a command (an ``ItemCommand`` as JSON) and return its outcome once its events are
+        recorded; an illegal one raises ``ApplicationError`` of type ``IllegalCommand``."""
+        cmd = _decoded(raw)
         if self._state is not None and cmd.command_id in self._state.applied_command_ids:
             return self._outcomes.get(cmd.command_id, CommandOutcome(cmd.command_id, True))
         stale = self._outcomes.get(cmd.command_id)
@@ -243,7 +331,8 @@ class SupervisionItemWorkflow:
         return outcome
 
     @apply_command.validator
-    def _validate_apply_command(self, cmd: ItemCommand) -> None:
+    def _validate_apply_command(self, raw: RawValue) -> None:
+        cmd = _decoded(raw)
         if self._state is None:
             return
         try:
@@ -261,6 +350,19 @@ class SupervisionItemWorkflow:
     def pending_commands(self) -> list[ItemCommand]:
         """Commands received but not yet applied (waiting for an earlier timer), in arrival order."""
         return list(self._inbox)
+
+
+def _decoded(raw: RawValue) -> ItemCommand:
+    """The command of an update's payload; ``MalformedCommand`` with the field and reason if it
+    cannot be decoded or is malformed (``item_checks.shape_problem``)."""
+    try:
+        cmd = item_payloads.decode_command(raw.payload)
+    except ValidationError as exc:
+        raise ApplicationError(str(exc), type="MalformedCommand", non_retryable=True) from exc
+    problem = item_checks.shape_problem(cmd)
+    if problem is not None:
+        raise ApplicationError(problem, type="MalformedCommand", non_retryable=True)
+    return cmd
 
 
 def item_memo(s: ItemState) -> dict[str, Any]:

@@ -14,10 +14,12 @@ Working time is elapsed time inside the work periods of working days, read in th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from duban.errors import ValidationError
@@ -26,6 +28,7 @@ Period = tuple[time, time]
 
 CHINA_WORK_PERIODS: tuple[Period, ...] = ((time(9), time(12)), (time(13, 30), time(17, 30)))
 US_WORK_PERIODS: tuple[Period, ...] = ((time(8), time(16)),)
+_DAY, _SECOND = timedelta(days=1), timedelta(seconds=1)
 
 
 def _utc(value: datetime, field: str) -> datetime:
@@ -109,17 +112,42 @@ class WorkingCalendar:
     def _close_of_business(self, d: date) -> datetime:
         return datetime.combine(d, self.work_periods[-1][1], self.tz).astimezone(UTC)
 
-    def _periods_from(self, cursor: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """Endless UTC ``(begin, end)`` working intervals at or after ``cursor`` (UTC), in order."""
-        tz, d = self.tz, cursor.astimezone(self.tz).date()
-        while True:
-            if self.is_working_day(d):
-                for start, end in self.work_periods:
-                    begin = datetime.combine(d, start, tz).astimezone(UTC)
-                    finish = datetime.combine(d, end, tz).astimezone(UTC)
-                    if finish > cursor:
-                        yield max(begin, cursor), finish
-            d += timedelta(days=1)
+    def _day_periods(self, d: date) -> list[tuple[datetime, datetime]]:
+        """UTC ``(begin, end)`` of the work periods of local date ``d`` (none on a day off)."""
+        if not self.is_working_day(d):
+            return []
+        tz = self.tz
+        return [
+            (datetime.combine(d, start, tz).astimezone(UTC), datetime.combine(d, end, tz).astimezone(UTC))
+            for start, end in self.work_periods
+        ]
+
+    @cached_property
+    def _years(self) -> dict[int, list[int]]:
+        """Per year, built on first use: ``table[i]`` = working seconds in its first ``i`` days."""
+        return {}
+
+    def _year_table(self, year: int) -> list[int]:
+        table = self._years.get(year)
+        if table is None:
+            table, d, total = [0], date(year, 1, 1), 0
+            while d.year == year:
+                total += sum((end - begin) // _SECOND for begin, end in self._day_periods(d))
+                table.append(total)
+                d += _DAY
+            self._years[year] = table
+        return table
+
+    def _days_seconds(self, first: date, stop: date) -> int:
+        """Working seconds of the whole local days ``[first, stop)``: one lookup per year spanned."""
+        total = 0
+        while first < stop:
+            year_end = date(first.year + 1, 1, 1)
+            until = min(stop, year_end)
+            table, jan1 = self._year_table(first.year), date(first.year, 1, 1)
+            total += table[(until - jan1).days] - table[(first - jan1).days]
+            first = until
+        return total
 
     def add_working_hours(self, start: datetime, hours: Decimal | int) -> datetime:
         """The instant (aware UTC) at which ``hours`` working hours after ``start`` are used up.
@@ -133,15 +161,46 @@ class WorkingCalendar:
         Raises:
             ValidationError: ``"start"`` naive; ``"hours"`` negative, non-finite or a float.
         """
+        return self.add_working_seconds(start, hours_to_seconds(hours))
+
+    def add_working_seconds(self, start: datetime, seconds: int) -> datetime:
+        """The instant (aware UTC) at which ``seconds`` (>= 0) working seconds after ``start`` are
+        used up; as ``add_working_hours``. Whole days are skipped a year at a time (a binary search in
+        the year's table), so any span costs the same few steps.
+
+        Raises:
+            ValidationError: ``"start"`` naive; ``"seconds"`` negative or not an int.
+        """
         cursor = _utc(start, "start")
-        remaining = timedelta(seconds=hours_to_seconds(hours))
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+            raise ValidationError("seconds", "must be an int >= 0")
+        remaining = timedelta(seconds=seconds)
         if not remaining:
             return cursor
-        for begin, end in self._periods_from(cursor):
+        d = cursor.astimezone(self.tz).date()
+        for begin, end in self._day_periods(d):  # what is left of the starting day
+            if end > cursor:
+                begin = max(begin, cursor)
+                if remaining <= end - begin:
+                    return begin + remaining
+                remaining -= end - begin
+        d += _DAY
+        need = -(-remaining // _SECOND)  # whole days are whole seconds: find the day it ends in
+        while True:
+            table, jan1 = self._year_table(d.year), date(d.year, 1, 1)
+            i = (d - jan1).days
+            if table[-1] - table[i] >= need:
+                j = bisect_left(table, table[i] + need, lo=i + 1)
+                d, remaining = jan1 + (j - 1) * _DAY, remaining - (table[j - 1] - table[i]) * _SECOND
+                break
+            need -= table[-1] - table[i]
+            remaining -= (table[-1] - table[i]) * _SECOND
+            d = date(d.year + 1, 1, 1)
+        for begin, end in self._day_periods(d):
             if remaining <= end - begin:
                 return begin + remaining
             remaining -= end - begin
-        raise AssertionError("unreachable: _periods_from never ends")
+        raise AssertionError("unreachable: the day found holds the remaining working time")
 
     def add_working_days(self, start: datetime, days: int) -> datetime:
         """Close of business (end of the last work period, aware UTC) of the ``days``-th working day
@@ -189,20 +248,23 @@ class WorkingCalendar:
         """Whole working seconds (floored) in ``[a, b)``; 0 if ``b <= a``.
 
         Used for suspensions: the working time left on a limit is kept and re-added on resumption;
-        ``working_seconds_between(s, add_working_hours(s, h)) == hours_to_seconds(h)``.
+        ``working_seconds_between(s, add_working_hours(s, h)) == hours_to_seconds(h)``. The whole
+        days between the two ends are summed from per-year tables, so any span costs the same.
 
         Raises:
             ValidationError: ``"a"`` or ``"b"`` naive.
         """
         lo, hi = _utc(a, "a"), _utc(b, "b")
-        total = timedelta(0)
         if hi <= lo:
             return 0
-        for begin, end in self._periods_from(lo):
-            if begin >= hi:
-                break
-            total += min(end, hi) - begin
-        return total // timedelta(seconds=1)
+        tz = self.tz
+        first, last = lo.astimezone(tz).date(), hi.astimezone(tz).date()
+        total = timedelta(0)
+        for begin, end in self._day_periods(first) + (self._day_periods(last) if last != first else []):
+            total += max(timedelta(0), min(end, hi) - max(begin, lo))
+        if last > first:
+            total += self._days_seconds(first + _DAY, last) * _SECOND
+        return total // _SECOND
 
 
 def _years(years: Iterable[int]) -> list[int]:
