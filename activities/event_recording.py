@@ -63,6 +63,7 @@ class EventRecorder:
         topic: the events topic.
         ensure_topics: called after a failed publish (before the activity is retried), to recreate
             the topics a restarted broker lost; ``None`` to skip.
+        publish_timeout_s: how long one publish may take (seconds) before it counts as failed.
     """
 
     def __init__(
@@ -71,7 +72,9 @@ class EventRecorder:
         producer: AIOKafkaProducer | None,
         topic: str,
         ensure_topics: Callable[[], Awaitable[Any]] | None = None,
+        publish_timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
+        self.publish_timeout_s = publish_timeout_s
         self.store = store
         self.producer = producer
         self.topic = topic
@@ -112,12 +115,18 @@ class EventRecorder:
     async def _publish(self, events: list[EventEnvelope], stored: list[bytes]) -> int:
         if self.producer is None:
             return 0
-        try:
+        producer = self.producer
+
+        async def send_all() -> int:
             futures = [
-                await self.producer.send(self.topic, value=raw, key=e.item_id.encode())
+                await producer.send(self.topic, value=raw, key=e.item_id.encode())
                 for e, raw in zip(events, stored, strict=True)
             ]
-            await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+            await asyncio.gather(*futures)
+            return len(futures)
+
+        try:  # a topic the broker lost waits for metadata: bounded by the timeout too
+            return await asyncio.wait_for(send_all(), self.publish_timeout_s)
         except (KafkaError, TimeoutError) as exc:
             log.warning("record_events.publish_failed", topic=self.topic, error=repr(exc))
             if self.ensure_topics is not None:
@@ -126,4 +135,3 @@ class EventRecorder:
                 except Exception as again:  # the broker is still away: the retry will try again
                     log.warning("record_events.ensure_topics_failed", error=repr(again))
             raise
-        return len(futures)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import (
     Client,
@@ -17,20 +17,17 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 
-from events.store import stored_events
 from projections import read_models as rm
-from projections.frozen_periods import freeze_period
+from projections.frozen_periods import ProjectionBehind, freeze_when_projected
 from projections.scoring import Scorebook
+from projections.store_sync import backlog
 from workflows.period_close import CADENCES, PeriodClosed, PeriodCloseInput, PeriodCloseWorkflow
 
 
 def projection_lag(engine: Engine) -> int:
-    """Events in the store not yet applied by the projection (0 when it has caught up)."""
+    """Stored events the projection has not yet handled (0 when it has caught up with the store)."""
     rm.create_tables(engine)
-    with engine.connect() as conn:
-        stored = conn.execute(select(func.count()).select_from(stored_events)).scalar() or 0
-        applied = conn.execute(select(func.count()).select_from(rm.applied_events)).scalar() or 0
-    return max(0, stored - applied)
+    return backlog(engine)
 
 
 class PeriodClosing:
@@ -43,10 +40,10 @@ class PeriodClosing:
     async def close_period(self, period: str) -> PeriodClosed:
         """Freeze ``period`` once the projection has applied every stored event (else fail and be
         retried). Closing a closed period returns its snapshot unchanged."""
-        behind = projection_lag(self.engine)
-        if behind:
-            raise ApplicationError(f"projection is {behind} events behind; {period} waits for it")
-        [first, *_] = freeze_period(self.engine, period, self.scorebook, datetime.now(UTC))
+        try:
+            [first, *_] = freeze_when_projected(self.engine, period, self.scorebook, datetime.now(UTC))
+        except ProjectionBehind as exc:  # retried by Temporal until the projection has caught up
+            raise ApplicationError(str(exc), type="ProjectionBehind") from exc
         return PeriodClosed(first.period, first.events_count, first.events_hash, first.scorebook_version)
 
 

@@ -234,18 +234,36 @@ def close_period(
         Path | None, typer.Option(help="Scorebook YAML (default: the built-in one).")
     ] = None,
     database_url: DatabaseOpt = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the projection to apply every stored event.")
+    ] = 60.0,
 ) -> None:
-    """Close a period: freeze its indicators and scores at every level (closing again changes nothing)."""
+    """Close a period: freeze its indicators and scores at every level (closing again changes nothing).
+
+    Only once the projection has applied every event stored before the close: it waits up to
+    ``--wait`` seconds for that, then refuses, naming how many stored events are not yet applied.
+    """
+    import time
     from datetime import UTC, datetime
 
     from projections import scoring
-    from projections.frozen_periods import freeze_period, read_snapshots
+    from projections.frozen_periods import ProjectionBehind, freeze_when_projected, read_snapshots
 
     with errors():
+        if not wait >= 0:
+            raise ConfigurationError("wait: must be a number of seconds, at least 0")
         book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
         engine = _read_models(database_url or load_settings().database)
         already = bool(read_snapshots(engine, period))
-        [first, *_] = freeze_period(engine, period, book, datetime.now(UTC))
+        give_up = time.monotonic() + wait
+        while True:
+            try:
+                [first, *_] = freeze_when_projected(engine, period, book, datetime.now(UTC))
+                break
+            except ProjectionBehind:
+                if time.monotonic() >= give_up:
+                    raise
+                time.sleep(1.0)
     typer.echo(f"{period}: {'already ' if already else ''}{_frozen_note(first)}")
 
 

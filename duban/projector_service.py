@@ -21,7 +21,8 @@ async def run_projector(settings: Settings) -> None:
     """Consume ``settings.events_topic`` into the read models until SIGINT/SIGTERM.
 
     Positions are stored with the rows, so a restart resumes exactly where the last transaction
-    ended. Lag and the time of the last poll are logged every ``STALL_CHECK_S`` seconds.
+    ended; the store is swept for events the topic never delivered. The backlog (stored events not
+    yet applied) and the time of the last poll are logged every ``STALL_CHECK_S`` seconds.
     """
     engine = make_engine(settings.database)
     consumer = ProjectionConsumer(settings, engine)
@@ -35,7 +36,13 @@ async def run_projector(settings: Settings) -> None:
     while not stop.is_set() and not task.done():
         await asyncio.wait({task, stopping}, timeout=STALL_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
         if not task.done() and not stop.is_set():
-            log.info("projector.heartbeat", last_poll_at=str(consumer.last_poll_at), lag=await consumer.lag())
+            log.info(
+                "projector.heartbeat",
+                last_poll_at=str(consumer.last_poll_at),
+                backlog=await consumer.lag(),
+                totals=str(consumer.totals),
+                restarts=consumer.restarts,
+            )
     stop.set()
     await stopping
     await task  # re-raises what stopped the consumer (e.g. an unreachable broker)

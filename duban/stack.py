@@ -251,6 +251,30 @@ def _check_database(settings: Settings, strict: bool = True) -> ServiceStatus:
     return ServiceStatus("database", shown, "external", detail="answering")
 
 
+def _projection_status(settings: Settings) -> ServiceStatus | None:
+    """The projection's backlog (stored events not yet applied to the read models), when the
+    database holds an event store; ``None`` otherwise or when it cannot be read."""
+    from sqlalchemy import inspect
+
+    from duban.db import make_engine
+    from projections.store_sync import backlog
+
+    url = settings.database
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("event_store") or not inspect(engine).has_table("applied_events"):
+            return None
+        behind = backlog(engine)
+    except Exception:  # an unreachable or foreign database: the database row says so
+        return None
+    finally:
+        engine.dispose()
+    state = "caught up" if behind == 0 else "behind"
+    return ServiceStatus("projection", "read models", state, detail=f"{behind} stored events not yet applied")
+
+
 def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -> StackStatus:
     services: list[ServiceStatus] = []
     embedded = {s.name: s for s in _specs(settings, ports)}
@@ -271,6 +295,9 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
             )
         )
     services.append(database)
+    projection = _projection_status(settings) if database.detail != "created on first use" else None
+    if projection is not None:
+        services.append(projection)
     ui = f"http://{HOST}:{ports.temporal_ui}" if settings.temporal_embedded else None
     return StackStatus(tuple(services), ui)
 

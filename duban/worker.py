@@ -18,7 +18,9 @@ from activities.order_paging import OrderItems, OrderPaging
 from activities.period_closing import PeriodClosing
 from duban.config import Settings
 from duban.db import make_engine
+from duban.errors import StackError
 from duban.kafka import make_producer
+from duban.probes import ensure_topics
 from events.store import EventStore
 from projections.scoring import load_scorebook
 from workflows.item_policy import CALENDAR_YEARS, CALENDARS, calendar_for
@@ -109,6 +111,10 @@ async def run_worker(settings: Settings) -> None:
     store.create()
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
     closing = PeriodClosing(engine, load_scorebook())
+    try:
+        await ensure_topics(settings)  # a broker that restarted empty has lost them
+    except StackError as exc:  # e.g. not allowed to create topics: publish to what exists
+        log.warning("worker.ensure_topics_failed", error=str(exc))
     producer = make_producer(settings)
     await producer.start()
     stop = asyncio.Event()
@@ -116,7 +122,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        recorder = EventRecorder(store, producer, settings.events_topic)
+        recorder = EventRecorder(store, producer, settings.events_topic, lambda: ensure_topics(settings))
         async with build_worker(client, settings.task_queue, recorder, paging=paging, closing=closing):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()

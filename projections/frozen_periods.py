@@ -10,7 +10,8 @@ Late events: the projection counts an event on its local day unless a snapshot c
 frozen before the event was recorded (``recorded_at``, stamped by the recording activity); then it
 counts on the first day after that period (and again, while that day is frozen too), as ``late``.
 The rule reads only data (snapshot times and event times), so a rebuild gives the same counters.
-Close a period only once the projection has caught up with the events recorded before the close.
+A period is closed only once the projection has applied every event stored before the close
+(``freeze_when_projected``; ``duban close-period`` waits for it, and so does the scheduled close).
 
 The snapshots live in their own tables (``ledger_metadata``): rebuilding the read models keeps them.
 """
@@ -26,11 +27,13 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
 
 from duban.db import UTCDateTime
-from duban.errors import ValidationError
+from duban.errors import DubanError, ValidationError
 from duban.periods import canonical_period, parse_period, previous_period
+from events.store import EventStore
 from projections import read_models as rm
 from projections.indicators import IndicatorOptions, indicator_dict, indicators
 from projections.scoring import Score, Scorebook, score_dicts, score_units, with_movement
+from projections.store_sync import backlog
 
 ledger_metadata = MetaData()
 
@@ -156,6 +159,43 @@ def freeze_period(
     with engine.begin() as conn:
         conn.execute(period_snapshots.insert(), rows)
     return read_snapshots(engine, period)
+
+
+class ProjectionBehind(DubanError):
+    """A period cannot be closed yet: the projection has not applied every stored event recorded
+    before the close (``backlog`` of them), so the snapshot would miss them."""
+
+    def __init__(self, period: str, backlog: int) -> None:
+        super().__init__(
+            f"period {period} cannot be closed yet: the projection has {backlog} stored events to apply "
+            "(is duban project running?)"
+        )
+        self.period, self.backlog = period, backlog
+
+
+def freeze_when_projected(
+    engine: Engine,
+    period: str,
+    scorebook: Scorebook,
+    frozen_at: datetime,
+    options: IndicatorOptions | None = None,
+) -> list[Snapshot]:
+    """``freeze_period``, once every event stored before ``frozen_at`` is projected (a closed
+    period is returned as stored, whatever the projection does).
+
+    Raises:
+        ProjectionBehind: stored events recorded before ``frozen_at`` are not yet projected.
+        ValidationError: as ``freeze_period``.
+    """
+    existing = read_snapshots(engine, period)
+    if existing:
+        return existing
+    rm.create_tables(engine)
+    EventStore(engine).create()
+    behind = backlog(engine, recorded_before=frozen_at)
+    if behind:
+        raise ProjectionBehind(canonical_period(period), behind)
+    return freeze_period(engine, period, scorebook, frozen_at, options)
 
 
 def read_snapshots(engine: Engine, period: str, level: str | None = None) -> list[Snapshot]:

@@ -90,8 +90,8 @@ def backlog(
     engine: Engine, recorded_before: datetime | None = None, projection: str = rm.PROJECTION_NAME
 ) -> int:
     """Stored events the projection has not handled (only those recorded before ``recorded_before``,
-    when given): 0 means the read models reflect every such event of the store."""
-    rm.create_tables(engine)
+    when given): 0 means the read models reflect every such event of the store. The event store and
+    the projection's tables must exist (``ItemProjector`` creates them)."""
     with engine.connect() as conn:
         query = select(func.count()).select_from(stored_events)
         query = query.where(_es.position > watermark(conn, projection), _unhandled())

@@ -134,32 +134,58 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Tansu:
+    """A Tansu broker (memory storage: it keeps nothing across a restart) on ``port``."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port, self.log_path = port, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        args = ["broker", "--listener-url", url, "--advertised-listener-url", url]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(find_binary("tansu")), *args, "--storage-engine", "memory://tansu/"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port("127.0.0.1", self.port, 30)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: everything the broker held is gone."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Tansu broker (memory storage) on a free port for the test session; stopped at the end."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    args = [
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
-    proc = subprocess.Popen([str(find_binary("tansu")), *args], stdout=log, stderr=subprocess.STDOUT)
+    tansu = Tansu(free_port(), tmp_path_factory.mktemp("tansu") / "tansu.log")
+    tansu.start()
     try:
-        wait_for_port("127.0.0.1", port, 30)
-        yield f"127.0.0.1:{port}"
+        yield tansu.address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        tansu.stop()

@@ -1,0 +1,280 @@
+"""One batch of the item projection: what the database holds for the batch's events and items,
+and what the batch changes, in memory until ``projections.projector`` writes it in one transaction.
+
+``Batch.take`` applies one entry (a Kafka record or a stored event): a repeat is skipped; a record
+the event store does not vouch for (same event id, same digest) is a dead letter; the stored events
+of the item that the topic skipped are applied first; an event that cannot be applied is a dead
+letter with the reason, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, select
+
+from duban.errors import EventValidationError
+from events import bounds as b
+from events import types as t
+from events.codec import decode_event, encode_event
+from events.envelope import EventEnvelope
+from events.store import digest_of, event_of_row, stored_events
+from projections import read_models as rm
+from projections.evolve import adjustment_row, evolve, new_view
+from projections.frozen_periods import counted_day, period_snapshots
+
+CHUNK = 500
+"""Ids per ``IN (...)`` query."""
+STORE_TOPIC = "store"
+"""The topic named in ``applied_events`` and dead letters for events read from the event store."""
+
+
+class RawMessage(NamedTuple):
+    """One Kafka record as the projector sees it (``value`` is the encoded event, UTF-8 JSON)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class Entry:
+    """A record or a stored event on its way into a batch (``position``: its store position, once
+    the store vouches for it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes | None  # None: an event from the store (encoded again only if it is dead-lettered)
+    event: EventEnvelope | None
+    reason: str = ""
+    position: int | None = None  # the event's store position, once the store vouches for it
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+def stored_entry(position: int, event: EventEnvelope) -> Entry:
+    return Entry(STORE_TOPIC, 0, position, None, event, position=position)
+
+
+def row_entry(row: Any) -> Entry:
+    """The entry of an ``event_store`` row; a row that no longer decodes (tampering) is a dead
+    letter with the reason."""
+    try:
+        return stored_entry(int(row.position), event_of_row(row))
+    except EventValidationError as exc:
+        return Entry(STORE_TOPIC, 0, int(row.position), b"", None, str(exc), int(row.position))
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def decode(msg: RawMessage) -> Entry:
+    entry = Entry(msg.topic, msg.partition, msg.offset, msg.value, None)
+    try:
+        entry.event = decode_event(msg.value)
+    except Exception as exc:  # any failure to decode is a bad message, never a crash
+        entry.reason = str(exc) if isinstance(exc, EventValidationError) else f"{type(exc).__name__}: {exc}"
+    return entry
+
+
+def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), CHUNK):
+        yield values[i : i + CHUNK]
+
+
+def _safe(text: str, limit: int) -> str:
+    """``text`` as storable text: NUL and lone surrogates escaped, at most ``limit`` characters."""
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ref(value: str | None, bound: b.TextBound) -> str | None:
+    return value if value is not None and b.text_problem(value, bound) is None else None
+
+
+def dead_row(entry: Entry) -> dict[str, Any]:
+    """The ``dead_letters`` row of ``entry``: only storable values (ids that are not within their
+    bounds are left out; the reason is escaped and cut to 2,000 characters)."""
+    ev = entry.event
+    raw = entry.raw
+    if raw is None:
+        try:
+            raw = encode_event(ev) if ev is not None else b""
+        except EventValidationError:
+            raw = b""
+    return {
+        "source": _safe(entry.source, 512),
+        "raw": raw,
+        "reason": _safe(entry.reason, 2000),
+        "event_id": _ref(ev.event_id if ev else None, b.ENVELOPE_TEXT["event_id"]),
+        "item_id": _ref(ev.item_id if ev else None, b.IDENTIFIER),
+        "store_position": entry.position,
+    }
+
+
+class Batch:
+    """The in-memory work of one transaction: what the database holds for the batch's events and
+    items, and what the batch changes."""
+
+    def __init__(self, conn: Connection, projection: str, events: list[EventEnvelope]) -> None:
+        self.conn = conn
+        event_ids = sorted({ev.event_id for ev in events})
+        item_ids = sorted({ev.item_id for ev in events})
+        self.seen: set[str] = set()
+        self.stored: dict[str, tuple[int, str | None]] = {}
+        for ids in chunks(event_ids):
+            query = select(rm.applied_events.c.event_id).where(rm.applied_events.c.event_id.in_(ids))
+            self.seen.update(conn.execute(query).scalars())
+            c = stored_events.c
+            query = select(c.event_id, c.position, c.digest).where(c.event_id.in_(ids))
+            self.stored.update((r.event_id, (int(r.position), r.digest)) for r in conn.execute(query))
+        self.views: dict[str, dict[str, Any]] = {}
+        for ids in chunks(item_ids):
+            query = select(rm.item_view).where(rm.item_view.c.item_id.in_(ids))
+            self.views.update((row["item_id"], dict(row)) for row in conn.execute(query).mappings())
+        self.counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.adjustments: list[dict[str, Any]] = []
+        self.spans = [(r.start, r.end, r.frozen_at) for r in conn.execute(select(period_snapshots)).all()]
+        self.days: dict[str, date] = {}
+        self.applied: list[dict[str, Any]] = []
+        self.dead: list[dict[str, Any]] = []
+        self.changed: set[str] = set()
+        self.duplicates = 0
+
+    def take(self, entry: Entry) -> None:
+        """Apply ``entry`` (after the stored events of its item it skipped), or dead-letter it."""
+        ev = entry.event
+        if ev is not None and ev.event_id in self.seen:
+            self.duplicates += 1
+            return
+        reason = entry.reason or (self._vouch(entry) if ev is not None else "")
+        if not reason and ev is not None:
+            reason = self._fill_gap(ev) or self._apply_event(ev)
+        if reason:
+            entry.reason = reason
+            self.dead.append(dead_row(entry))
+            return
+        assert ev is not None
+        self.seen.add(ev.event_id)
+        if ev.event_type != t.SCORE_ADJUSTED:
+            self.changed.add(ev.item_id)
+        self.applied.append(
+            {
+                "topic": entry.topic,
+                "partition": entry.partition,
+                "offset": entry.offset,
+                "event_id": ev.event_id,
+                "item_id": ev.item_id,
+                "sequence": ev.sequence,
+                "day": self.days.get(ev.event_id),
+            }
+        )
+
+    def _vouch(self, entry: Entry) -> str:
+        """Why the store does not vouch for a message's event (``""`` if it does: same id, same
+        digest). Events read from the store are vouched for already."""
+        assert entry.event is not None
+        if entry.raw is None or entry.position is not None:
+            return ""
+        stored = self.stored.get(entry.event.event_id)
+        if stored is None:
+            return "not in the event store (the projection applies only stored events)"
+        position, digest = stored
+        if digest != digest_of(entry.raw):
+            return f"differs from the event the store holds under this id (store position {position})"
+        entry.position = position
+        return ""
+
+    def _fill_gap(self, ev: EventEnvelope) -> str:
+        """Apply first the stored events of ``ev``'s item between its last applied one and ``ev``."""
+        if ev.event_type == t.SCORE_ADJUSTED:
+            return ""
+        view = self.views.get(ev.item_id)
+        last = view["last_sequence"] if view else 0
+        if ev.sequence <= last + 1:
+            return ""
+        c = stored_events.c
+        query = (
+            select(stored_events)
+            .where(c.item_id == ev.item_id, c.sequence > last, c.sequence < ev.sequence)
+            .order_by(c.sequence)
+        )
+        for row in self.conn.execute(query):
+            missing = stored_entry(int(row.position), event_of_row(row))
+            self.take(missing)
+            if missing.reason:
+                return f"comes after event {missing.event.sequence if missing.event else '?'}, a dead letter"
+        view = self.views.get(ev.item_id)
+        now_last = view["last_sequence"] if view else 0
+        if now_last != ev.sequence - 1:
+            return (
+                f"sequence {ev.sequence}: events {now_last + 1}-{ev.sequence - 1} of the item are not stored"
+            )
+        return ""
+
+    def _apply_event(self, ev: EventEnvelope) -> str:
+        """Apply one new event to the in-memory views and counters; return why not if it cannot be.
+        Nothing is changed when it cannot (the changes are made only after every step succeeded)."""
+        try:
+            return self._apply_unchecked(ev)
+        except Exception as exc:  # a bug or an unforeseen value: this event's dead letter, not a crash
+            return f"cannot be applied: {type(exc).__name__}: {exc}"
+
+    def _apply_unchecked(self, ev: EventEnvelope) -> str:
+        if ev.event_type == t.SCORE_ADJUSTED:
+            return adjustment_row(ev, self.adjustments, self.spans, self.days)
+        view = self.views.get(ev.item_id)
+        if ev.event_type == t.ITEM_REGISTERED:
+            if view is not None:
+                return f"item already registered (by an event of sequence {view['last_sequence']})"
+            view = new_view(ev)
+        elif view is None:
+            return "unknown item"
+        elif ev.sequence <= view["last_sequence"]:
+            return f"out of order: sequence {ev.sequence} after {view['last_sequence']}"
+        zone = _zone(view["zone"])
+        if zone is None:
+            return f"unknown time zone {view['zone']!r}"
+        view = dict(view)
+        bumps = evolve(view, ev)
+        view.update(last_sequence=ev.sequence, last_event_at=ev.occurred_at)
+        day = ev.occurred_at.astimezone(zone).date()
+        counted = counted_day(day, ev.recorded_at, self.spans)
+        if counted != day:  # its day was closed before it was recorded: it counts on the next open day
+            bumps["late"] = 1
+        cohort = {n: bumps.pop(n) for n in list(bumps) if n.startswith("cohort_")}
+        cohort_day = view["registered_at"].astimezone(zone).date()
+        updates: list[tuple[tuple[str, str, date], dict[str, int]]] = []
+        for level in rm.LEVELS:
+            key = view[rm.LEVEL_COLUMN.get(level, level)]
+            if level == "department" and ev.event_type == t.DEPARTMENT_REPORTED_IN:
+                key = ev.payload["department"]  # a report-in counts for the department that came
+            if key:
+                updates.append(((level, key, counted), bumps))
+            # an item's progress counts for the day and units it was registered with, never late
+            cohort_key = view["intake_department"] if level == "department" else key
+            if cohort_key and cohort:
+                updates.append(((level, cohort_key, cohort_day), cohort))
+        self.views[ev.item_id] = view
+        self.days[ev.event_id] = counted
+        for bucket_key, amounts in updates:
+            bucket = self.counters[bucket_key]
+            for name, amount in amounts.items():
+                bucket[name] += amount
+        return ""
