@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -33,6 +35,21 @@ from duban.worker import workflow_runner
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
+
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+hypothesis_settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+"""Hypothesis runs 500 derandomized examples per test in CI (the same ones on every run);
+``HYPOTHESIS_PROFILE=fuzz`` runs 5,000 new ones."""
 
 ItemWorkerFactory = Callable[..., AbstractAsyncContextManager[str]]
 """``item_worker(store=None, task_queue=None)``: ``async with`` it to run a worker; yields its queue."""
@@ -67,6 +84,28 @@ async def workflow_env(temporal_test_server_path: Path) -> AsyncIterator[Workflo
     finally:
         await env.shutdown()
         gc.collect()  # free the bridge client while the loop lives (sdk-python#300)
+
+
+SHARED_CLOCK_LIMIT = timedelta(days=400)
+"""How far one test may move the shared time-skipping clock (the longest test skips ~120 days)."""
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def shared_clock_guard(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that moves the shared clock by years, which breaks the tests after it.
+
+    ``handle.result()`` awaited with automatic time skipping on lets the server skip to any timer of
+    the session, such as a workflow's ten-year run timeout; await results with
+    ``env.auto_time_skipping_disabled()`` and terminate the workflows a test leaves running.
+    """
+    if "workflow_env" not in request.fixturenames:
+        yield
+        return
+    env: WorkflowEnvironment = request.getfixturevalue("workflow_env")
+    before = await env.get_current_time()
+    yield
+    moved = await env.get_current_time() - before
+    assert moved < SHARED_CLOCK_LIMIT, f"the test moved the shared clock by {moved.days} days"
 
 
 @pytest.fixture

@@ -3,14 +3,18 @@ them, and then to the projector as Kafka records (the projection applies only st
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine
 
+from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
 from events.store import EventStore
-from projections.projector import BatchResult, ItemProjector, RawMessage
+from projections import read_models as rm
+from projections.projector import BatchResult, ItemProjector, RawMessage, table_checksum
 
 
 def store(engine: Engine, events: Sequence[EventEnvelope]) -> EventStore:
@@ -47,3 +51,14 @@ def fresh(engine: Engine) -> None:
     rm.drop_tables(engine)
     drop_ledger(engine)
     store_metadata.drop_all(engine)
+
+
+def rebuilt(engine: Engine, tmp_path: Path) -> str:
+    """The checksum of read models rebuilt from a copy of ``engine``'s event store (a scratch SQLite
+    database in ``tmp_path``), to compare with the checksum of ``engine``'s own read models."""
+    other = make_engine(f"sqlite:///{tmp_path / f'rebuilt-{uuid.uuid4().hex[:6]}.db'}")
+    copy = EventStore(other)
+    copy.create()
+    copy.append(list(EventStore(engine).read()))
+    ItemProjector(other).rebuild_from_store(copy)
+    return table_checksum(other, rm.READ_MODEL_TABLES)

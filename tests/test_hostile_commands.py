@@ -145,42 +145,48 @@ async def test_a_registration_out_of_bounds_fails_the_workflow_with_the_reason(
     workflow_env: WorkflowEnvironment, store: EventStore, item_worker: Any, item_id: str, reason: str
 ) -> None:
     env = workflow_env
-    async with item_worker(store=store) as queue:
-        reg = dataclasses.replace(registration(await env.get_current_time()), item_id=item_id)
-        handle = await start(env, queue, reg, [])
-        with pytest.raises(WorkflowFailureError) as info:
+    with env.auto_time_skipping_disabled(), pytest.raises(WorkflowFailureError) as info:
+        async with item_worker(store=store) as queue:
+            reg = dataclasses.replace(registration(await env.get_current_time()), item_id=item_id)
+            handle = await start(env, queue, reg, [])
             await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "InvalidRegistration"
-        assert cause.message in (reason, reason.removeprefix("registration."))
-        assert store.count() == 0 or not list(store.read(item_id))
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidRegistration"
+    assert cause.message in (reason, reason.removeprefix("registration."))
+    assert store.count() == 0 or not list(store.read(item_id))
 
 
 async def test_an_undecodable_start_input_fails_the_workflow_instead_of_wedging_it(
     workflow_env: WorkflowEnvironment, item_worker: Any
 ) -> None:
     env = workflow_env
-    async with item_worker() as queue:
-        now = (await env.get_current_time()).isoformat()
-        inputs = {
-            "registration.item_id: input should be a valid string": {
-                "registration": {"item_id": 5, "category": "litter", "reported_at": now}
-            },
-            "registration.reported_at: field required": {"registration": {"item_id": "u1", "category": "c"}},
-            "registration.colour: is not a field of input": {
-                "registration": {"item_id": "u2", "category": "c", "reported_at": now, "colour": "red"}
-            },
-            "input: must be a JSON object, got list": [1, 2],
-        }
-        for n, (reason, payload) in enumerate(inputs.items()):
-            handle = await env.client.start_workflow(
-                "SupervisionItemWorkflow", payload, id=f"item-u{n}-{uuid.uuid4().hex[:6]}", task_queue=queue
-            )
-            with pytest.raises(WorkflowFailureError) as info:
-                await handle.result()
-            cause = info.value.cause
-            assert isinstance(cause, ApplicationError) and cause.type == "InvalidRegistration"
-            assert cause.message.lower().startswith(reason.lower()), cause.message
+    with env.auto_time_skipping_disabled():  # a result awaited with skipping on moves the shared clock
+        async with item_worker() as queue:
+            await fail_each_with_its_reason(env, queue)
+
+
+async def fail_each_with_its_reason(env: WorkflowEnvironment, queue: str) -> None:
+    """Start one workflow with each undecodable input; each fails with the reason for its input."""
+    now = (await env.get_current_time()).isoformat()
+    inputs = {
+        "registration.item_id: input should be a valid string": {
+            "registration": {"item_id": 5, "category": "litter", "reported_at": now}
+        },
+        "registration.reported_at: field required": {"registration": {"item_id": "u1", "category": "c"}},
+        "registration.colour: is not a field of input": {
+            "registration": {"item_id": "u2", "category": "c", "reported_at": now, "colour": "red"}
+        },
+        "input: must be a JSON object, got list": [1, 2],
+    }
+    for n, (reason, payload) in enumerate(inputs.items()):
+        handle = await env.client.start_workflow(
+            "SupervisionItemWorkflow", payload, id=f"item-u{n}-{uuid.uuid4().hex[:6]}", task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "InvalidRegistration"
+        assert cause.message.lower().startswith(reason.lower()), cause.message
 
 
 async def test_undecodable_signals_are_listed_and_nothing_is_coerced(
@@ -250,7 +256,7 @@ async def test_a_merge_target_must_be_a_registered_item(
             now = await env.get_current_time()
             survivor = dataclasses.replace(litter(now), item_id=f"S-{uuid.uuid4().hex[:8]}")
             duplicate = dataclasses.replace(litter(now), item_id=f"D-{uuid.uuid4().hex[:8]}")
-            await start(env, queue, survivor, [])
+            survivor_handle = await start(env, queue, survivor, [])
             handle = await start(env, queue, duplicate, [])
             await wait_until(lambda: bool(list(store.read(survivor.item_id))), "the survivor's registration")
             nowhere = cmd("merge", now, into_item_id="no-such-item")
@@ -266,6 +272,9 @@ async def test_a_merge_target_must_be_a_registered_item(
                 "merge target 'also-missing' is not a registered item",
             ]
             assert state.merged_into == survivor.item_id and state.stage == "merged"
+            # A workflow left running would fire its timers later with no worker to serve them and
+            # hold the shared time-skipping server's clock for every later test.
+            await survivor_handle.terminate("test over")
 
 
 async def test_an_extension_to_9999_is_refused_and_one_near_the_horizon_costs_nothing(

@@ -26,7 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import Tansu, free_port
 from item_helpers import INSPECTOR, command, opening_commands, registration, three_items
-from projection_helpers import fresh
+from projection_helpers import fresh, rebuilt
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -60,16 +60,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     yield eng
     fresh(eng)
     eng.dispose()
-
-
-def rebuilt(engine: Engine, tmp_path: Path) -> str:
-    """The checksum of read models rebuilt from a copy of ``engine``'s event store."""
-    other = make_engine(f"sqlite:///{tmp_path / f'rebuilt-{uuid.uuid4().hex[:6]}.db'}")
-    copy = EventStore(other)
-    copy.create()
-    copy.append(list(EventStore(engine).read()))
-    ItemProjector(other).rebuild_from_store(copy)
-    return table_checksum(other, rm.READ_MODEL_TABLES)
 
 
 def applied_count(engine: Engine) -> int:
