@@ -186,7 +186,7 @@ def adjust(
             raise ValidationError("day", f"{day!r} is not a date (YYYY-MM-DD)")
         if (problem := points_problem(points)) is not None:
             raise ValidationError("points", problem)
-        amount = Decimal(points)
+        amount = Decimal(format(Decimal(points), "f"))  # 1e3 is stored and shown as 1000
         ident = adjustment_id or uuid.uuid4().hex
         event = score_adjustment(ident, level.value, unit, when, amount, reason, approver, datetime.now(UTC))
         settings = load_settings()
@@ -216,16 +216,18 @@ async def _publish(settings: Settings, key: str, raw: bytes) -> bool:
     import asyncio
 
     from duban.kafka import make_producer
+    from duban.stack import quiet_logger
 
     producer = make_producer(settings)
-    try:
-        await asyncio.wait_for(producer.start(), 30)
-        await asyncio.wait_for(producer.send_and_wait(settings.events_topic, raw, key=key.encode()), 30)
-        return True
-    except Exception:  # the event is stored: delivery is the projection's catch-up's job now
-        return False
-    finally:
-        await producer.stop()
+    with quiet_logger("aiokafka"):  # a broker that does not answer is reported by the caller
+        try:
+            await asyncio.wait_for(producer.start(), 30)
+            await asyncio.wait_for(producer.send_and_wait(settings.events_topic, raw, key=key.encode()), 30)
+            return True
+        except Exception:  # the event is stored: delivery is the projection's catch-up's job now
+            return False
+        finally:
+            await producer.stop()
 
 
 def close_period(

@@ -186,7 +186,7 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 @contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
+def quiet_logger(logger_name: str) -> Iterator[None]:
     """Silence a library's log records (below CRITICAL) for the duration of the block."""
     logger = logging.getLogger(logger_name)
     level = logger.level
@@ -211,7 +211,7 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
                 if spec.name == "temporal"
                 else ensure_topics(settings, address)  # the broker answers and has duban's topics
             )
-            with _quiet("aiokafka"):  # refused connections are expected while the broker starts
+            with quiet_logger("aiokafka"):  # refused connections are expected while the broker starts
                 await asyncio.wait_for(probe, timeout=10)
             return
         except Exception as exc:  # not ready yet: any connection/RPC error

@@ -65,9 +65,10 @@ def realise(value: Any, now: datetime) -> Any:
 
 
 def numbered(value: Any, number: int) -> Any:
-    """``value`` with ``#`` at the end of its ids (``c#``, ``R#``, ``A#``) replaced by ``number``."""
+    """``value`` with its placeholder ids (``c#``, ``R#``, ``A#``) made ``hostile-c<number>`` and so
+    on: unique, and never equal to the ids the other helpers make (``item_helpers.cmd``'s ``c<n>``)."""
     if isinstance(value, str) and value in ("c#", "R#", "A#"):
-        return f"{value[0]}{number}"
+        return f"hostile-{value[0]}{number}"
     if isinstance(value, dict):
         return {k: numbered(v, number) for k, v in value.items()}
     if isinstance(value, list):

@@ -70,3 +70,16 @@ def test_a_bad_adjustment_is_refused_before_anything_is_stored(tmp_path: Path) -
         done = CliRunner().invoke(app, [*base, *extra], env=env)
         assert done.exit_code == 2 and done.output.startswith(f"error: {field}:"), done.output
     assert not (tmp_path / "b.db").exists()
+
+
+def test_points_in_exponent_form_are_stored_as_the_same_plain_number(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    env = {"DUBAN_DATABASE_URL": url, "DUBAN_DATA_DIR": str(tmp_path), "DUBAN_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    base = ["adjust", "--level", "department", "--unit", "PWDx", "--day", "2022-05-03", "--reason", "r",
+            "--approver", "chief:li", "--id", "E1"]  # fmt: skip
+    first = CliRunner().invoke(app, [*base, "--points", "1e3"], env=env)
+    assert first.exit_code == 0 and "+1000 points" in first.output, first.output
+    again = CliRunner().invoke(app, [*base, "--points", "1000"], env=env)  # 1e3 is 1000: the same values
+    assert again.exit_code == 0 and "already recorded" in again.output, again.output
+    store = EventStore(make_engine(url))
+    assert [e.payload["points"] for e in store.read()] == ["1000"]

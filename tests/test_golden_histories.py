@@ -7,6 +7,7 @@ fail; the last two tests make exactly those changes and check that replay notice
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def test_there_are_golden_histories_with_timers_and_activities() -> None:
         "continued_as_new",
         "order_member",
         "order_workflow",
+        "revision_two",
     }
     text = (Path(__file__).parent / "histories" / "breached_and_escalated.json").read_text()
     assert "TIMER_FIRED" in text and "ACTIVITY_TASK_COMPLETED" in text
@@ -104,3 +106,20 @@ async def test_replay_fails_when_the_order_notification_is_removed(monkeypatch: 
         return None
 
     await _fails_after(lambda: monkeypatch.setattr(SupervisionItemWorkflow, "_tell_order", silent), path)
+
+
+async def test_the_revision_two_history_needs_its_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replayed as if its marker were absent (rules revision 1), the revision-2 history diverges: the
+    merge-target lookup it recorded would not be scheduled."""
+    path = Path(__file__).parent / "histories" / "revision_two.json"
+    assert '"id":"rules-revision-2"' in base64_markers(path)
+    await _fails_after(lambda: monkeypatch.setattr(workflow, "patched", lambda _id: False), path)
+
+
+def base64_markers(path: Path) -> str:
+    """The decoded details of the history's marker events (patch markers carry their id there)."""
+    out = []
+    for event in json.loads(path.read_text())["events"]:
+        details = event.get("markerRecordedEventAttributes", {}).get("details", {})
+        out += [base64.b64decode(p["data"]).decode() for v in details.values() for p in v.get("payloads", [])]
+    return "\n".join(out)

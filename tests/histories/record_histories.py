@@ -11,6 +11,7 @@ the README). Item ids are fixed so that files differ only when behaviour does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import sys
 import tempfile
@@ -313,6 +314,32 @@ async def order_member(client: Client) -> WorkflowHandle[SupervisionItemWorkflow
     return handle  # type: ignore[return-value]
 
 
+async def revision_two(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """Rules revision 2 (the ``rules-revision-2`` marker), on a rulebook item: an undecodable signal
+    listed, a submit without evidence refused, a merge into an item nobody registered refused after
+    the ``item_registered`` activity, then a merge into a registered item applied."""
+    item, survivor = "golden-revision-2", "golden-revision-2-survivor"
+    now = datetime.now(UTC)
+    first = Registration(
+        item_id=survivor, category="litter", reported_at=now, department="UM", unit="U1",
+        resolution_deadline=now + 3 * WINDOW, source="golden",
+    )  # fmt: skip
+    other = await client.start_workflow(
+        "SupervisionItemWorkflow", ItemWorkflowInput(first, []), id=f"item-{survivor}", task_queue=QUEUE
+    )  # registered (recorded) before its first command applies:
+    await other.execute_update("apply_command", _cmd(survivor, "cancel", "centre:golden", reason="test"))
+    handle = await _start_governed(client, item)
+    undecodable = {"command_id": f"{item}:bad", "kind": "accept", "evidence": "p.jpg"}
+    await handle.signal("submit_command", undecodable)
+    for tag, evidence in (("bare", []), ("", ["photo:1"])):
+        submit = _cmd(item, "submit_rectification", "unit:U1", tag, role="handling_unit", unit="U1")
+        await handle.signal("submit_command", dataclasses.replace(submit, evidence=evidence))
+    for tag, target in (("nowhere", "golden-nobody"), ("", survivor)):
+        merge = _cmd(item, "merge", "centre:golden", tag, role="dispatcher", into_item_id=target, reason="x")
+        await handle.signal("submit_command", merge)
+    return handle
+
+
 ORDER_ITEMS: OrderItems | None = None
 
 
@@ -323,6 +350,7 @@ SCENARIOS: dict[str, Callable[[Client], Awaitable[WorkflowHandle[SupervisionItem
     "continued_as_new": continued_as_new,
     "governed_exceptions": governed_exceptions,
     "order_member": order_member,
+    "revision_two": revision_two,
 }
 
 
