@@ -44,6 +44,8 @@ GRACE_S = 5.0
 """A stored event younger than this (seconds) is left to the topic by the sweep."""
 RETRY_MAX_S = 30.0
 """Longest wait between two attempts after a database or broker error, in seconds."""
+BEYOND_END_CONFIRMATIONS = 3
+"""Looks, a second apart, at a partition's end before its topic counts as recreated."""
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -113,25 +115,40 @@ class ProjectionConsumer:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
+    async def _beyond_end(self, assigned: Collection[TopicPartition], stored: dict[int, int]) -> set[int]:
+        """Partitions whose stored position still lies beyond the topic's end after
+        ``BEYOND_END_CONFIRMATIONS`` checks a second apart: their topic was recreated.
+
+        A single look is not enough: while producers write, a broker may report an end (its high
+        watermark) a few records behind what a fetch has already returned (seen on Tansu).
+        """
+        consumer = self._consumer
+        suspects = set(stored)
+        for attempt in range(BEYOND_END_CONFIRMATIONS):
+            if consumer is None or not suspects:
+                return set()
+            if attempt:
+                await asyncio.sleep(1.0)
+            ends = await consumer.end_offsets([tp for tp in assigned if tp.partition in suspects])
+            suspects = {tp.partition for tp, end in ends.items() if stored[tp.partition] > end}
+        return suspects
+
     async def _seek_to_stored(self, assigned: Collection[TopicPartition]) -> None:
         consumer = self._consumer
         if consumer is None or not assigned:
             return
         stored = await asyncio.to_thread(self.stored_positions)
-        ends = await consumer.end_offsets(list(assigned))
+        mine = {tp.partition: stored[tp.partition] for tp in assigned if tp.partition in stored}
+        recreated = await self._beyond_end(assigned, mine)
         fresh = []
         for tp in assigned:
-            position = stored.get(tp.partition)
-            if position is not None and position > ends[tp]:
-                log.warning(
-                    "projection.topic_recreated", partition=tp.partition, stored=position, end=ends[tp]
-                )
+            if tp.partition in recreated:
+                log.warning("projection.topic_recreated", partition=tp.partition, stored=mine[tp.partition])
                 await asyncio.to_thread(self._restart_partition, tp.partition)
-                position = None
-            if position is None:
+            if tp.partition in recreated or tp.partition not in mine:
                 fresh.append(tp)
             else:
-                consumer.seek(tp, position)
+                consumer.seek(tp, mine[tp.partition])
         if fresh:
             await consumer.seek_to_beginning(*fresh)
         log.info("projection.assigned", partitions=sorted(tp.partition for tp in assigned), positions=stored)
@@ -235,9 +252,9 @@ class ProjectionConsumer:
             return
         assigned = consumer.assignment()
         if assigned:
-            ends = await consumer.end_offsets(list(assigned))
             stored = await asyncio.to_thread(self.stored_positions)
-            if any(stored.get(tp.partition, 0) > ends[tp] for tp in assigned):
+            mine = {tp.partition: stored[tp.partition] for tp in assigned if tp.partition in stored}
+            if await self._beyond_end(assigned, mine):
                 await self._seek_to_stored(assigned)
 
     async def _end_offsets(self) -> dict[int, int]:
