@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -178,23 +179,30 @@ def adjust(
     from projections.scoring import score_adjustment
 
     with errors():
-        try:
-            when = date.fromisoformat(day) if len(day) == 10 else None
-        except ValueError:
+        try:  # YYYY-MM-DD only: not 2022-W19-1, not 20220503
+            when = date.fromisoformat(day) if _ISO_DAY.fullmatch(day) else None
+        except ValueError:  # 2026-11-31
             when = None
         if when is None:
             raise ValidationError("day", f"{day!r} is not a date (YYYY-MM-DD)")
         if (problem := points_problem(points)) is not None:
             raise ValidationError("points", problem)
         amount = Decimal(format(Decimal(points), "f"))  # 1e3 is stored and shown as 1000
-        ident = adjustment_id or uuid.uuid4().hex
-        event = score_adjustment(ident, level.value, unit, when, amount, reason, approver, datetime.now(UTC))
+        if adjustment_id is not None and not adjustment_id.strip():
+            raise ValidationError("id", "must not be empty (leave --id out for a new random id)")
+        ident = uuid.uuid4().hex if adjustment_id is None else adjustment_id
+        try:
+            event = score_adjustment(
+                ident, level.value, unit, when, amount, reason, approver, datetime.now(UTC)
+            )
+        except ValidationError as exc:  # name the option, not the payload field
+            raise ValidationError(_ADJUST_OPTIONS.get(exc.field, exc.field), exc.reason) from None
         settings = load_settings()
         store = EventStore(make_engine(settings.database))
         store.create()
         previous = next(store.read(event.item_id), None)
         if previous is not None:
-            if previous.payload != validate_event(event).payload:
+            if not _same_adjustment(previous.payload, validate_event(event).payload):
                 raise ValidationError(
                     "id", f"adjustment {ident} was recorded before with other values; use a new id"
                 )
@@ -209,6 +217,24 @@ def adjust(
     typer.echo(
         f"adjustment {ident}: {amount:+} points for {level.value} {unit} on {when}, approved by {approver}"
     )
+
+
+MAX_CLOSE_WAIT_S = 86_400.0
+"""The longest ``duban close-period --wait`` (a day): longer is a typo, not a plan."""
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_ADJUST_OPTIONS = {"adjustment_id": "id", "unit_key": "unit"}
+"""The ``duban adjust`` option of each ``ScoreAdjusted`` payload field whose name differs."""
+
+
+def _same_adjustment(stored: dict[str, object], new: dict[str, object]) -> bool:
+    """Whether two ``ScoreAdjusted`` payloads record the same adjustment: equal fields, the points
+    compared as numbers (``-1.5`` and ``-1.50`` are the same points)."""
+    from decimal import Decimal
+
+    def numeric(payload: dict[str, object]) -> dict[str, object]:
+        return payload | {"points": Decimal(str(payload.get("points")))}
+
+    return numeric(stored) == numeric(new)
 
 
 async def _publish(settings: Settings, key: str, raw: bytes) -> bool:
@@ -252,8 +278,8 @@ def close_period(
     from projections.frozen_periods import ProjectionBehind, freeze_when_projected, read_snapshots
 
     with errors():
-        if not wait >= 0:
-            raise ConfigurationError("wait: must be a number of seconds, at least 0")
+        if not 0 <= wait <= MAX_CLOSE_WAIT_S:
+            raise ConfigurationError(f"wait: must be a number of seconds from 0 to {MAX_CLOSE_WAIT_S:.0f}")
         book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
         engine = _read_models(database_url or load_settings().database)
         already = bool(read_snapshots(engine, period))

@@ -180,6 +180,10 @@ MAX_INITIAL_COMMANDS: Final = 50
 """Most commands a workflow input may carry to apply right after registration."""
 MAX_REJECTED_KEPT: Final = 200
 """Refused commands an item lists in its state (the newest; older ones are only counted)."""
+KEPT_REASON_CHARS: Final = 500
+"""A refusal's reason is kept (and logged) to at most this many characters, its command id to
+``IDENTIFIER.max_chars``: 200 kept refusals stay well under Temporal's 2 MiB payload limit however
+long the refused input was."""
 
 POINTS_MAX: Final = Decimal(1000)
 POINTS_PLACES: Final = 2
@@ -191,6 +195,15 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 """NUL, the other control characters (Unicode category Cc) and lone surrogates."""
 _FORBIDDEN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 """The same, but tab, line feed and carriage return are allowed."""
+
+
+def clipped(text: str, most: int) -> str:
+    """``text`` if it has at most ``most`` characters (``most`` ≥ 16), else its beginning followed by
+    ``…+N``, N being how many characters were cut, in at most ``most`` characters all told."""
+    if len(text) <= most:
+        return text
+    keep = most - len(f"…+{len(text)}")
+    return f"{text[:keep]}…+{len(text) - keep}"
 
 
 def text_problem(value: object, bound: TextBound) -> str | None:
@@ -271,7 +284,7 @@ def points_problem(text: object) -> str | None:
         return f"{text!r} is not a decimal number"
     if not points.is_finite():
         return "must be a finite decimal number"
-    if abs(points) > POINTS_MAX:
+    if points.copy_abs() > POINTS_MAX:  # copy_abs, unlike abs, never rounds: 1e999999999 overflows
         return f"must lie from -{POINTS_MAX} to {POINTS_MAX}, got {text}"
     exponent = points.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -POINTS_PLACES:

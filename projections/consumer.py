@@ -133,13 +133,18 @@ class ProjectionConsumer:
             suspects = {tp.partition for tp, end in ends.items() if stored[tp.partition] > end}
         return suspects
 
-    async def _seek_to_stored(self, assigned: Collection[TopicPartition]) -> None:
+    async def _seek_to_stored(
+        self, assigned: Collection[TopicPartition], recreated: set[int] | None = None
+    ) -> None:
+        """Seek each assigned partition to its stored position; a partition in ``recreated`` (found by
+        ``_beyond_end``; looked for here when ``None``) starts again from the beginning."""
         consumer = self._consumer
         if consumer is None or not assigned:
             return
         stored = await asyncio.to_thread(self.stored_positions)
         mine = {tp.partition: stored[tp.partition] for tp in assigned if tp.partition in stored}
-        recreated = await self._beyond_end(assigned, mine)
+        if recreated is None:
+            recreated = await self._beyond_end(assigned, mine)
         fresh = []
         for tp in assigned:
             if tp.partition in recreated:
@@ -254,8 +259,9 @@ class ProjectionConsumer:
         if assigned:
             stored = await asyncio.to_thread(self.stored_positions)
             mine = {tp.partition: stored[tp.partition] for tp in assigned if tp.partition in stored}
-            if await self._beyond_end(assigned, mine):
-                await self._seek_to_stored(assigned)
+            recreated = await self._beyond_end(assigned, mine)
+            if recreated:  # already confirmed: no second round of looks
+                await self._seek_to_stored(assigned, recreated)
 
     async def _end_offsets(self) -> dict[int, int]:
         consumer = self._consumer

@@ -22,7 +22,9 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
 
@@ -112,6 +114,39 @@ def events_digest(engine: Engine, start: date, end: date) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
+LATEST_ZONE_LAG: Final = timedelta(hours=12)
+"""The most a local day ends after the UTC one (UTC−12, the last zone on Earth): a period ends there
+when no item in the read models names a zone."""
+
+
+def period_ends_at(engine: Engine, end: date) -> datetime:
+    """The UTC instant a period with exclusive local end ``end`` has ended in every area zone of the
+    read models' items (the latest of their local midnights at ``end``; UTC−12's without items)."""
+    with engine.connect() as conn:
+        zones = conn.execute(select(rm.item_view.c.zone).distinct()).scalars().all()
+    latest = None
+    for name in zones:
+        try:
+            at = datetime.combine(end, time(), ZoneInfo(name)).astimezone(UTC)
+        except (ZoneInfoNotFoundError, ValueError):  # stored zones were checked; never trust blindly
+            at = datetime.combine(end, time(), UTC) + LATEST_ZONE_LAG
+        latest = at if latest is None else max(latest, at)
+    return latest or datetime.combine(end, time(), UTC) + LATEST_ZONE_LAG
+
+
+def check_period_ended(engine: Engine, period: str, now: datetime) -> None:
+    """Raise ``ValidationError`` (field ``period``) unless ``period`` has ended at ``now`` (aware) in
+    every area zone of the read models: a period still open somewhere cannot be frozen."""
+    _start, end = parse_period(period)
+    ends = period_ends_at(engine, end)
+    if now < ends:
+        raise ValidationError(
+            "period",
+            f"{period} has not ended yet (it runs until {end - timedelta(days=1)} in every area zone, "
+            f"that is until {ends:%Y-%m-%d %H:%M} UTC)",
+        )
+
+
 def freeze_period(
     engine: Engine,
     period: str,
@@ -123,7 +158,8 @@ def freeze_period(
     (aware UTC): store one snapshot per level; if it is already closed, return what was stored.
 
     Raises:
-        ValidationError: a bad period, a naive ``frozen_at``, a period before the scorebook.
+        ValidationError: a bad period, a naive ``frozen_at``, a period before the scorebook, a
+            period that has not ended at ``frozen_at`` in every area zone (``check_period_ended``).
     """
     if frozen_at.tzinfo is None:
         raise ValidationError("frozen_at", "must be an aware datetime (UTC)")
@@ -133,11 +169,8 @@ def freeze_period(
     existing = read_snapshots(engine, period)
     if existing:
         return existing
+    check_period_ended(engine, period, frozen_at)
     start, end = parse_period(period)
-    if end > (frozen_at + timedelta(days=1)).date():  # local days end by UTC+14 at the latest
-        raise ValidationError(
-            "period", f"{period} has not ended yet (it runs until {end - timedelta(days=1)})"
-        )
     version = scorebook.in_force(start).version
     digest, count = events_digest(engine, start, end)
     rows = []
@@ -192,6 +225,7 @@ def freeze_when_projected(
         return existing
     rm.create_tables(engine)
     EventStore(engine).create()
+    check_period_ended(engine, canonical_period(period), frozen_at)  # no wait for a period still open
     behind = backlog(engine, recorded_before=frozen_at)
     if behind:
         raise ProjectionBehind(canonical_period(period), behind)

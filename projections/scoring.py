@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
@@ -184,13 +184,13 @@ def score_adjustment(
 
     Raises:
         ValidationError: empty id, unit, reason or approver, or one outside its bounds
-            (``events.bounds``: an id of at most 96 characters, names of 128, a reason of 2,000, no
-            control characters); an unknown level; ``points`` beyond ±1000 or finer than 0.01; a
-            day outside 1990–2099.
+            (``events.bounds``: an id of at most 96 characters, a unit key of 128 without surrounding
+            whitespace, names of 128, a reason of 2,000, no control characters); an unknown level;
+            ``points`` beyond ±1000 or finer than 0.01; a day outside 1990–2099.
     """
     texts = {
         "adjustment_id": (adjustment_id, bounds.ADJUSTMENT_ID),
-        "unit_key": (unit_key, bounds.NAME),
+        "unit_key": (unit_key, bounds.IDENTIFIER),
         "reason": (reason, bounds.REASON),
         "approver": (approver, bounds.NAME),
     }
@@ -203,7 +203,10 @@ def score_adjustment(
     if (problem := bounds.points_problem(str(points))) is not None:
         raise ValidationError("points", problem)
     if not bounds.EARLIEST.date() <= day < bounds.LATEST.date():
-        raise ValidationError("day", f"must lie from {bounds.EARLIEST:%Y-%m-%d} to {bounds.LATEST:%Y-%m-%d}")
+        last = bounds.LATEST.date() - timedelta(days=1)
+        raise ValidationError(
+            "day", f"must lie from {bounds.EARLIEST:%Y-%m-%d} to {last:%Y-%m-%d}, got {day}"
+        )
     item_id = f"score-adjustment:{adjustment_id}"
     return EventEnvelope(
         event_id=make_event_id(item_id, 1),

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -72,14 +73,49 @@ def test_a_bad_adjustment_is_refused_before_anything_is_stored(tmp_path: Path) -
     assert not (tmp_path / "b.db").exists()
 
 
-def test_points_in_exponent_form_are_stored_as_the_same_plain_number(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'e.db'}"
+def test_each_bad_argument_is_refused_naming_its_option(tmp_path: Path) -> None:
+    """Found by a hostile new user: a decimal overflow traceback, an empty id turned into a random
+    one, an ISO week date and a padded unit accepted, payload field names instead of option names."""
+    env = {"DUBAN_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "DUBAN_DATA_DIR": str(tmp_path)}
+    good = {"--level": "department", "--unit": "PWDx", "--day": "2022-05-03", "--points": "1",
+            "--reason": "r", "--approver": "chief:li"}  # fmt: skip
+    cases = {
+        ("--points", "1e999999999"): "points: must lie from -1000 to 1000, got 1e999999999",
+        ("--id", ""): "id: must not be empty (leave --id out for a new random id)",
+        ("--id", "   "): "id: must not be empty (leave --id out for a new random id)",
+        ("--id", "a" * 97): "id: is 97 characters long; at most 96 are allowed",
+        ("--day", "2022-W19-1"): "day: '2022-W19-1' is not a date (YYYY-MM-DD)",
+        ("--day", "20220503"): "day: '20220503' is not a date (YYYY-MM-DD)",
+        ("--day", "2026-11-31"): "day: '2026-11-31' is not a date (YYYY-MM-DD)",
+        ("--day", "2100-01-01"): "day: must lie from 1990-01-01 to 2099-12-31, got 2100-01-01",
+        ("--unit", " PWDx"): "unit: must not begin or end with whitespace",
+        ("--unit", ""): "unit: must not be empty",
+    }
+    for (option, value), message in cases.items():
+        args = [x for k, v in (good | {option: value}).items() for x in (k, v)]
+        done = CliRunner().invoke(app, ["adjust", *args], env=env)
+        assert (done.exit_code, done.output.strip()) == (2, f"error: {message}"), (option, value)
+    assert not (tmp_path / "c.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("first", "same", "other", "said", "stored"),
+    [
+        ("1e3", "1000", "999.99", "+1000 points", "1000"),  # 1e3 is stored and shown as 1000
+        ("-1.5", "-1.50", "-1.51", "-1.5 points", "-1.5"),  # compared as numbers, stored as given
+    ],
+)
+def test_the_same_points_written_two_ways_are_the_same_adjustment(
+    tmp_path: Path, first: str, same: str, other: str, said: str, stored: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
     env = {"DUBAN_DATABASE_URL": url, "DUBAN_DATA_DIR": str(tmp_path), "DUBAN_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     base = ["adjust", "--level", "department", "--unit", "PWDx", "--day", "2022-05-03", "--reason", "r",
-            "--approver", "chief:li", "--id", "E1"]  # fmt: skip
-    first = CliRunner().invoke(app, [*base, "--points", "1e3"], env=env)
-    assert first.exit_code == 0 and "+1000 points" in first.output, first.output
-    again = CliRunner().invoke(app, [*base, "--points", "1000"], env=env)  # 1e3 is 1000: the same values
-    assert again.exit_code == 0 and "already recorded" in again.output, again.output
-    store = EventStore(make_engine(url))
-    assert [e.payload["points"] for e in store.read()] == ["1000"]
+            "--approver", "chief:li", "--id", "D1", "--points"]  # fmt: skip
+    done = CliRunner().invoke(app, [*base, first], env=env)
+    assert done.exit_code == 0 and said in done.output, done.output
+    done = CliRunner().invoke(app, [*base, same], env=env)
+    assert done.exit_code == 0 and "already recorded" in done.output, done.output
+    done = CliRunner().invoke(app, [*base, other], env=env)
+    assert done.exit_code == 2 and "recorded before with other values" in done.output, done.output
+    assert [e.payload["points"] for e in EventStore(make_engine(url)).read()] == [stored]

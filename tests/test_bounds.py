@@ -119,6 +119,10 @@ def test_instants_lie_between_1990_and_2100_for_input_and_1970_and_2200_when_sto
         ("1.005", "must have at most 2 decimal places, got 1.005"),
         ("1000.01", "must lie from -1000 to 1000, got 1000.01"),
         ("Infinity", "must be a finite decimal number"),
+        ("1e999999999", "must lie from -1000 to 1000, got 1e999999999"),  # raised decimal.Overflow
+        ("-1E+1000000", "must lie from -1000 to 1000, got -1E+1000000"),
+        ("1e-999999999", "must have at most 2 decimal places, got 1e-999999999"),
+        ("1e3", None),
         ("lots", "'lots' is not a decimal number"),
         ("-1.50", None),
         ("1000", None),
@@ -126,6 +130,20 @@ def test_instants_lie_between_1990_and_2100_for_input_and_1970_and_2200_when_sto
 )
 def test_adjustment_points(points: str, problem: str | None) -> None:
     assert b.points_problem(points) == problem
+
+
+@pytest.mark.parametrize(
+    ("text", "most", "expected"),
+    [
+        ("short", 16, "short"),
+        ("x" * 16, 16, "x" * 16),
+        ("x" * 17, 16, "x" * 12 + "…+5"),  # "…+17" is 4 characters: 12 kept, 5 cut
+        ("y" * 200_000, 128, "y" * 120 + "…+199880"),
+    ],
+)
+def test_clipped_keeps_the_beginning_and_says_how_much_was_cut(text: str, most: int, expected: str) -> None:
+    assert b.clipped(text, most) == expected
+    assert len(b.clipped(text, most)) <= most
 
 
 def test_lists_and_numbers() -> None:

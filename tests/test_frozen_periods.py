@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from workflows import item_rules as rules
 
 BOOK = load_scorebook()
 MONDAY, TUESDAY, WEDNESDAY = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
+CLOSED_AT = cst(11, 3, 8, 5)  # the items' zone is UTC: Monday ends at 08:00 in Shanghai
 
 
 def late_events() -> list[EventEnvelope]:
@@ -77,7 +78,7 @@ def counters(engine: Engine, level: str, key: str, day: date) -> dict[str, int]:
 
 def test_closing_a_day_stores_its_results_the_version_and_a_hash_of_its_events(engine: Engine) -> None:
     [*_, department] = [
-        s for s in freeze_period(engine, "2026-11-02", BOOK, cst(11, 2, 23, 0)) if s.level == "department"
+        s for s in freeze_period(engine, "2026-11-02", BOOK, CLOSED_AT) if s.level == "department"
     ]
     ids = sorted(e.event_id for e in three_items())
     assert (department.events_count, department.events_hash) == (
@@ -95,7 +96,7 @@ def test_closing_a_day_stores_its_results_the_version_and_a_hash_of_its_events(e
 
 
 def test_late_events_change_nothing_in_a_closed_day_and_show_the_next_day(engine: Engine) -> None:
-    frozen = freeze_period(engine, "2026-11-02", BOOK, cst(11, 2, 23, 0))
+    frozen = freeze_period(engine, "2026-11-02", BOOK, CLOSED_AT)
     monday_before = counters(engine, "category", "litter", MONDAY)
     project(engine, late_events(), first=1000)
     assert read_snapshots(engine, "2026-11-02") == frozen
@@ -111,7 +112,7 @@ def test_late_events_change_nothing_in_a_closed_day_and_show_the_next_day(engine
 
 
 def test_a_rebuild_from_the_store_counts_late_events_the_same_way(engine: Engine) -> None:
-    freeze_period(engine, "2026-11-02", BOOK, cst(11, 2, 23, 0))
+    freeze_period(engine, "2026-11-02", BOOK, CLOSED_AT)
     project(engine, late_events(), first=1000)
     live = rm.table_checksum(engine, rm.READ_MODEL_TABLES)
     store = EventStore(engine)
@@ -143,10 +144,25 @@ def test_a_period_that_has_not_ended_cannot_be_closed(engine: Engine) -> None:
 
     with pytest.raises(ValidationError) as info:
         freeze_period(engine, "2026-11", BOOK, cst(11, 15, 12, 0))
-    assert (
-        info.value.field == "period" and "has not ended yet (it runs until 2026-11-30)" in info.value.reason
+    assert (info.value.field, info.value.reason) == (
+        "period",
+        "2026-11 has not ended yet (it runs until 2026-11-30 in every area zone, "
+        "that is until 2026-12-01 00:00 UTC)",
     )
     assert read_snapshots(engine, "2026-11") == []
+
+
+def test_a_day_ends_when_it_has_ended_in_the_last_zone_of_the_items(engine: Engine) -> None:
+    """The check allowed closing a day 24 h early: it had the zones' order backwards (issue 8)."""
+    from duban.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="until 2026-11-03 00:00 UTC"):
+        freeze_period(engine, "2026-11-02", BOOK, cst(11, 2, 23, 0))  # the UTC day is not over
+    reg = dataclasses.replace(litter(cst(11, 2, 9, 0)), item_id="LA", zone="America/Los_Angeles")
+    project(engine, rules.register(reg)[1], first=2000)
+    with pytest.raises(ValidationError, match="until 2026-11-03 08:00 UTC"):  # PST midnight
+        freeze_period(engine, "2026-11-02", BOOK, datetime(2026, 11, 3, 7, 59, tzinfo=UTC))
+    assert freeze_period(engine, "2026-11-02", BOOK, datetime(2026, 11, 3, 8, 0, tzinfo=UTC))
 
 
 def test_a_rebuild_needs_an_event_store(engine: Engine) -> None:

@@ -271,7 +271,7 @@ def test_verify_by_the_submitter_is_illegal() -> None:
         (cmd("d2", "dispatch", at(1)), "cannot dispatch an item that is accepted"),
         (cmd("v", "verify", at(1), "inspector:li"), "cannot verify an item that is accepted"),
         (cmd("", "submit_rectification", at(1)), "command_id must not be empty"),
-        (cmd("x", "teleport", at(1)), "unknown command kind 'teleport'"),
+        (cmd("x", "teleport", at(1)), "kind 'teleport' is not a command kind"),
         (
             cmd("n", "submit_rectification", datetime(2022, 1, 1, 1)),
             "occurred_at must be an aware datetime",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -218,3 +219,20 @@ def test_close_period_refuses_until_the_projection_has_the_stored_events(engine:
     ItemProjector(engine).catch_up()
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0 and f"{len(events)} events" in done.output, done.output
+
+
+def test_close_period_refuses_an_open_period_at_once_and_a_wait_beyond_a_day(engine: Engine) -> None:
+    EventStore(engine).append(three_items())
+    ItemProjector(engine)  # behind: a period that has not ended is refused before any waiting
+    url = engine.url.render_as_string(hide_password=False)
+    today = datetime.now(UTC).date().isoformat()
+    started = time.monotonic()
+    done = CliRunner().invoke(
+        app, ["close-period", "--period", today, "--wait", "600", "--database-url", url]
+    )
+    assert done.exit_code == 2 and done.output.startswith(f"error: period: {today} has not ended yet")
+    assert time.monotonic() - started < 300  # it did not wait out the 600 s
+    done = CliRunner().invoke(
+        app, ["close-period", "--period", "2026-11-02", "--wait", "1e9", "--database-url", url]
+    )
+    assert (done.exit_code, done.output) == (2, "error: wait: must be a number of seconds from 0 to 86400\n")

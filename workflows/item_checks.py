@@ -80,7 +80,7 @@ DEADLINE_ORIGINS = frozenset({"source", "rule", "none"})
 def shape_problem(cmd: ItemCommand) -> str | None:
     """What is malformed about ``cmd`` as data, or ``None``: a field of the wrong type or outside its
     bounds (``events.bounds``: length, characters, instants from 1990 to 2100, list sizes), an empty
-    id or actor. Checked before anything else, so no rule ever sees a malformed command."""
+    id or actor, an unknown kind. Checked before anything else, so no rule ever sees a malformed command."""
     for name, bound in b.COMMAND_TEXT.items():
         problem = b.text_problem(getattr(cmd, name), bound)
         if problem is not None:
@@ -93,6 +93,8 @@ def shape_problem(cmd: ItemCommand) -> str | None:
         return "command_id must not be empty"
     if not cmd.actor.strip():
         return "actor must not be empty"
+    if cmd.kind not in STAGES:
+        return f"kind {cmd.kind!r} is not a command kind; known: {', '.join(STAGES)}"
     problem = b.instant_problem(cmd.occurred_at)
     if problem is not None:
         return f"occurred_at {problem}"

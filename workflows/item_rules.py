@@ -22,12 +22,13 @@ Rules (DOMAIN.md "Item lifecycle", "Time limits and escalation"):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
 from duban.errors import IllegalCommand
 from events import types as t
-from events.bounds import MAX_REJECTED_KEPT
+from events.bounds import IDENTIFIER, KEPT_REASON_CHARS, MAX_REJECTED_KEPT, clipped
 from events.codec import format_utc
 from events.envelope import EventEnvelope
 from workflows.item_checks import check_command, check_registration
@@ -221,9 +222,14 @@ _HANDLERS: dict[str, Handler] = {
 
 
 def note_refusal(state: ItemState, outcome: CommandOutcome) -> None:
-    """List a refused command in ``state.rejected`` (the newest ``MAX_REJECTED_KEPT`` are kept) and
-    count it in ``state.rejected_total``."""
-    state.rejected.append(outcome)
+    """List a refused command in ``state.rejected`` (the newest ``MAX_REJECTED_KEPT`` are kept, each
+    with its id and reason clipped: ``events.bounds.KEPT_REASON_CHARS``) and count it in
+    ``state.rejected_total``."""
+    command_id, reason = (
+        clipped(outcome.command_id, IDENTIFIER.max_chars),
+        clipped(outcome.reason, KEPT_REASON_CHARS),
+    )
+    state.rejected.append(dataclasses.replace(outcome, command_id=command_id, reason=reason))
     del state.rejected[: max(0, len(state.rejected) - MAX_REJECTED_KEPT)]
     state.rejected_total += 1
 

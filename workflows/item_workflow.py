@@ -146,8 +146,9 @@ class SupervisionItemWorkflow:
         else:
             try:
                 self._state, events = item_rules.register(input.registration)
-            except ValidationError as exc:
-                raise ApplicationError(str(exc), type="InvalidRegistration", non_retryable=True) from exc
+            except ValidationError as exc:  # fields named from the input, as its decoding does
+                message = f"registration.{exc.field}: {exc.reason}"
+                raise ApplicationError(message, type="InvalidRegistration", non_retryable=True) from exc
             self._state.rules_revision = revision
             await self._step(events)
         while not self._state.terminal:
@@ -217,7 +218,8 @@ class SupervisionItemWorkflow:
                 outcome = CommandOutcome(cmd.command_id, False, exc.reason)
                 item_rules.note_refusal(self._state, outcome)
                 done.append(outcome)
-                workflow.logger.warning("command %s rejected: %s", cmd.command_id, exc.reason)
+                kept = self._state.rejected[-1]  # clipped: a log line of a huge id is a hazard too
+                workflow.logger.warning("command %s rejected: %s", kept.command_id, kept.reason)
         if not self._state.terminal:
             events += item_rules.fire_due_timers(self._state, now)
         if events:
@@ -309,7 +311,9 @@ class SupervisionItemWorkflow:
                 self._early_refusals.append(refusal)
             else:
                 item_rules.note_refusal(self._state, refusal)
-            workflow.logger.warning("undecodable command refused: %s", exc)
+            workflow.logger.warning(
+                "undecodable command refused: %s", bounds.clipped(str(exc), bounds.KEPT_REASON_CHARS)
+            )
             return
         self._inbox.append(cmd)
 
