@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy duban workflows activities events projections
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q

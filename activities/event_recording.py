@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,30 +28,16 @@ from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from duban.errors import EventValidationError
 from events.codec import encode_event
 from events.envelope import EventEnvelope
+from events.errors import EventValidationError
 from events.store import EventConflict, EventStore
+from workflows.activity_contracts import RecordEventsInput, RecordEventsResult
 
 log = structlog.get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 30.0
 """Upper bound on one publish (ENGINEERING.md: wrap producer sends in a timeout)."""
-
-
-@dataclass
-class RecordEventsInput:
-    """Events of one item, in sequence order, produced by one workflow step."""
-
-    events: list[EventEnvelope] = field(default_factory=list)
-
-
-@dataclass
-class RecordEventsResult:
-    """How many events were newly stored (0 on a retry) and how many were published."""
-
-    stored: int
-    published: int
 
 
 class EventRecorder:

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.converter import AdvancedJSONEncoder, value_to_type
 
-from duban.errors import ValidationError
+from events.errors import ValidationError
 from workflows.item_client import start_item
 from workflows.item_model import Registration
 from workflows.item_workflow import ItemWorkflowInput

@@ -29,9 +29,9 @@ from temporalio.worker import Worker
 from activities.event_recording import EventRecorder
 from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
-from duban.db import make_engine
 from duban.simulate import quiet_runtime
 from duban.worker import workflow_runner
+from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_model import ItemCommand, Registration
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow

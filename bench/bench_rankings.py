@@ -34,10 +34,10 @@ from sqlalchemy import Engine, case, func, insert, select
 
 from duban.binaries import find_binary
 from duban.config import Settings
-from duban.db import make_engine
 from duban.kafka import make_producer
 from duban.probes import ensure_topics, wait_for_port
 from events.codec import encode_event
+from events.sql import make_engine
 from projections import read_models as rm
 from projections.consumer import run_until_caught_up
 from projections.indicators import indicators

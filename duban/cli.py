@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from duban import cli_reports
+from duban.cli_calendars import calendars_app
 from duban.cli_common import errors, run_async, writable_file
 from duban.cli_stack import stack_app
 from duban.config import load_settings
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
+app.add_typer(calendars_app, name="calendars", help="The working calendars: list versions, draft one.")
 
 
 @app.callback()
@@ -54,8 +56,8 @@ def simulate(
     ] = 30.0,
 ) -> None:
     """Replay real cases through the item workflow in simulated time, then print the rankings."""
-    from duban.db import make_engine
     from duban.simulate import Replay, SimulationOptions
+    from events.sql import make_engine
     from projections.rankings import format_table, rank_units
 
     with errors():

@@ -12,7 +12,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from duban.errors import ConfigurationError, DubanError
+from duban.errors import ConfigurationError
+from events.errors import DubanError
 
 T = TypeVar("T")
 

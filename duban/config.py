@@ -13,7 +13,7 @@ address that is set means "use that service and start nothing".
 | task_queue          | DUBAN_TASK_QUEUE          | duban-items                              |
 | kafka_bootstrap     | DUBAN_KAFKA_BOOTSTRAP     | embedded broker, 127.0.0.1:9092          |
 | kafka_idempotent    | DUBAN_KAFKA_IDEMPOTENT    | false when embedded, true otherwise      |
-| database_url        | DUBAN_DATABASE_URL        | sqlite file ``<data_dir>/duban.db``      |
+| database_url        | DUBAN_DATABASE_URL        | sqlite file ``<data_dir>/events.sql``      |
 | data_dir            | DUBAN_DATA_DIR            | ``./.duban``                             |
 | events_topic        | DUBAN_EVENTS_TOPIC        | duban.item-events                        |
 | dead_letter_topic   | DUBAN_DEAD_LETTER_TOPIC   | duban.item-events.dlq                    |
@@ -70,7 +70,7 @@ class Settings:
     @property
     def database(self) -> str:
         """SQLAlchemy URL of the read-model and event-store database."""
-        return self.database_url or f"sqlite:///{(self.data_dir / 'duban.db').resolve()}"
+        return self.database_url or f"sqlite:///{(self.data_dir / 'events.sql').resolve()}"
 
     @property
     def temporal_embedded(self) -> bool:

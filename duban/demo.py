@@ -20,16 +20,14 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
-from activities.event_recording import EventRecorder
+from duban import wiring
 from duban.config import EMBEDDED_TEMPORAL_UI_PORT, Settings
-from duban.db import make_engine
-from duban.errors import ConfigurationError, DubanError
+from duban.errors import ConfigurationError
 from duban.importers.profiles import load_cases
-from duban.kafka import make_producer
 from duban.probes import ensure_topics
 from duban.stack import stack_up
 from duban.worker import build_worker
-from events.store import EventStore
+from events.errors import DubanError
 from workflows.item_client import apply_command, start_item
 from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
 from workflows.item_policy import policy_of
@@ -159,32 +157,27 @@ async def run_demo(
     await ensure_topics(settings)
     cases = load_cases("boston311", sample).cases[:items]
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
-    store = EventStore(make_engine(settings.database))
-    store.create()
-    producer = make_producer(settings)
-    await producer.start()
     run = uuid.uuid4().hex[:6]
     window = timedelta(minutes=window_minutes)
     now = datetime.now(UTC)
     print(f"Demo run {run}: {len(cases)} items, resolution window {window_minutes:g} min.")
-    try:
-        recorder = EventRecorder(store, producer, settings.events_topic)
-        async with build_worker(client, settings.task_queue, recorder, max_cached=1000):
-            plays = [
-                _play(
-                    client,
-                    settings.task_queue,
-                    _registration(f"demo-{run}-{c.item_id}", c, now, window),
-                    i % len(FATES),
-                    window,
-                    now,
-                )
-                for i, c in enumerate(cases)
-            ]
-            for line in await asyncio.gather(*plays):
-                print("  " + line)
-    finally:
-        await producer.stop()
+    async with (
+        wiring.recording(settings, recreate_topics=False) as rec,
+        build_worker(client, settings.task_queue, rec.recorder, max_cached=1000),
+    ):
+        plays = [
+            _play(
+                client,
+                settings.task_queue,
+                _registration(f"demo-{run}-{c.item_id}", c, now, window),
+                i % len(FATES),
+                window,
+                now,
+            )
+            for i, c in enumerate(cases)
+        ]
+        for line in await asyncio.gather(*plays):
+            print("  " + line)
     ui = f"http://127.0.0.1:{EMBEDDED_TEMPORAL_UI_PORT}" if settings.temporal_embedded else "your Temporal UI"
     print(f"\nTemporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")
     print("Find the items with queries such as:")

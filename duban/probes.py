@@ -10,6 +10,8 @@ import time
 
 from duban.config import Settings
 from duban.errors import StackError
+from events import topics
+from events.errors import TopicsUnavailable
 
 HOST = "127.0.0.1"
 
@@ -57,39 +59,15 @@ def host_port(address: str) -> tuple[str, int]:
 
 
 async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
-    """Create duban's topics (events and dead letters) if missing; idempotent.
-
-    Args:
-        settings: topic names and partition count come from here.
-        bootstrap: bootstrap servers to use instead of ``settings.kafka_target``.
-
-    Returns:
-        The names of the topics this call created (empty if all existed).
+    """``events.topics.ensure_topics`` for the entry points: the names of the topics it created.
 
     Raises:
         StackError: the broker cannot be reached or refuses to create a topic.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
-
-    target = bootstrap or settings.kafka_target
-    admin = AIOKafkaAdminClient(bootstrap_servers=target, request_timeout_ms=10_000)
     try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [t for t in (settings.events_topic, settings.dead_letter_topic) if t not in existing]
-        if not wanted:
-            return []
-        news = [NewTopic(t, settings.topic_partitions, 1) for t in wanted]
-        response = await admin.create_topics(news)
-        for err in response.to_object().get("topic_errors", []):
-            if err["error_code"] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise StackError(f"kafka {target}: cannot create topic {err['topic']}: {err}")
-        return wanted
-    except KafkaError as exc:
-        raise StackError(f"kafka {target}: {exc!r}") from exc
-    finally:
-        await admin.close()
+        return await topics.ensure_topics(settings, bootstrap)
+    except TopicsUnavailable as exc:
+        raise StackError(str(exc)) from exc
 
 
 async def temporal_ready(address: str, namespace: str) -> None:

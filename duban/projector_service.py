@@ -8,7 +8,7 @@ import signal
 import structlog
 
 from duban.config import Settings
-from duban.db import make_engine
+from events.sql import make_engine
 from projections.consumer import ProjectionConsumer
 
 log = structlog.get_logger(__name__)

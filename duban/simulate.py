@@ -28,17 +28,17 @@ from temporalio.testing import WorkflowEnvironment
 from tqdm import tqdm
 
 from activities.event_recording import EventRecorder
+from duban import wiring
 from duban.binaries import find_binary
 from duban.config import Settings
-from duban.db import make_engine
 from duban.errors import ConfigurationError
 from duban.importers.base import ImportResult
 from duban.importers.profiles import load_cases
-from duban.kafka import make_producer
 from duban.probes import ensure_topics, host_port, port_answers
 from duban.replay_plan import CasePlan, plan_case
 from duban.stack import stack_up
 from duban.worker import build_worker
+from events.sql import make_engine
 from events.store import EventStore
 from events.store import metadata as store_metadata
 from projections.consumer import ProjectionConsumer
@@ -77,7 +77,8 @@ class SimulationOptions:
 @dataclass
 class SimulationSummary:
     """What a replay did. ``labels_*`` compare each item's on-time outcome in the read model with the
-    city's own label, for the cases that have both a deadline and a label."""
+    city's own label, for the cases that have both a deadline and a label: a closed item's on-time
+    flag, and for an item still open at the end, whether it is not (yet) overdue."""
 
     profile: str
     items: int
@@ -216,19 +217,15 @@ class Replay:
         return engine
 
     async def _replay(self, plans: list[CasePlan], engine: Engine, env: WorkflowEnvironment | None) -> None:
-        producer = make_producer(self.run_settings)
-        await producer.start()
-        try:
+        async with wiring.recording(self.run_settings, engine, self.topic, recreate_topics=False) as rec:
             if env is not None:
-                await self._replay_on(env, plans, EventRecorder(EventStore(engine), producer, self.topic))
+                await self._replay_on(env, plans, rec.recorder)
                 return
             binary = find_binary("temporal-test-server")
             async with await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=str(binary), runtime=quiet_runtime()
             ) as own:
-                await self._replay_on(own, plans, EventRecorder(EventStore(engine), producer, self.topic))
-        finally:
-            await producer.stop()
+                await self._replay_on(own, plans, rec.recorder)
 
     async def _replay_on(
         self, env: WorkflowEnvironment, plans: list[CasePlan], recorder: EventRecorder
@@ -252,9 +249,9 @@ class Replay:
             days[_bucket(plan.case.reported_at, origin, size)].append((plan, True))
             if plan.later_at is not None:
                 days[_bucket(plan.later_at, origin, size)].append((plan, False))
-        last = max(
-            [p.later_at or p.case.reported_at for p in plans] + [p.case.deadline or first for p in plans]
-        )
+        # the export's last recorded moment: the city labelled its open items then, so the clock stops
+        # there (an open item past its deadline by then is overdue; one due later is not yet)
+        last = max(p.later_at or p.case.reported_at for p in plans)
         semaphore = asyncio.Semaphore(self.options.concurrency)
         tolerance = size.total_seconds() + 1
         bar = tqdm(total=sum(len(v) for v in days.values()), unit="step", disable=not self.options.progress)
@@ -289,8 +286,14 @@ class Replay:
     def _summarise(
         self, imported: ImportResult, plans: list[CasePlan], engine: Engine, wall: float
     ) -> SimulationSummary:
+        c = item_view.c
         with engine.connect() as conn:
-            outcomes = dict(conn.execute(select(item_view.c.item_id, item_view.c.on_time)).all())
+            rows = conn.execute(select(c.item_id, c.on_time, c.overdue)).all()
+        # a closed item's outcome is its on-time flag; an open one is "on time" until it is overdue
+        # (what a city labels an open item past its deadline: OVERDUE)
+        outcomes = {
+            item_id: (not overdue) if on_time is None else on_time for item_id, on_time, overdue in rows
+        }
         checked = matched = 0
         mismatches: list[str] = []
         blanks: list[str] = []

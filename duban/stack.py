@@ -227,7 +227,7 @@ def _check_database(settings: Settings, strict: bool = True) -> ServiceStatus:
     """Report the database; SQLite: make sure its folder exists. Raises StackError if unreachable."""
     from sqlalchemy import create_engine, text
 
-    from duban.db import make_engine
+    from events.sql import make_engine
 
     url = make_engine(settings.database).url
     shown = url.render_as_string(hide_password=True)
@@ -256,7 +256,7 @@ def _projection_status(settings: Settings) -> ServiceStatus | None:
     database holds an event store; ``None`` otherwise or when it cannot be read."""
     from sqlalchemy import inspect
 
-    from duban.db import make_engine
+    from events.sql import make_engine
     from projections.store_sync import backlog
 
     url = settings.database

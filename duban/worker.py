@@ -1,4 +1,5 @@
-"""Temporal worker wiring: the item workflow and the event-recording activity on one task queue."""
+"""The production worker: the item, order and period-close workflows and their activities
+(``record_events``, ``item_registered``, ``start_order_page``, ``close_period``) on one task queue."""
 
 from __future__ import annotations
 
@@ -16,51 +17,39 @@ from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from activities.period_closing import PeriodClosing
+from duban import wiring
 from duban.config import Settings
-from duban.db import make_engine
 from duban.errors import StackError
-from duban.kafka import make_producer
 from duban.probes import ensure_topics
-from events.store import EventStore
+from events.sql import make_engine
+from events.working_calendar import CALENDARS, calendar_for, calendar_versions
 from projections.scoring import load_scorebook
-from workflows.item_policy import CALENDAR_YEARS, CALENDARS, calendar_for
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
 from workflows.period_close import PeriodCloseWorkflow
 
 log = structlog.get_logger(__name__)
 
-PASSTHROUGH_MODULES: Sequence[str] = (
-    "workflows",
-    "events",
-    "duban",
-    "activities",
-    "sqlalchemy",
-    "aiokafka",
-    "holidays",
-    "dateutil",
-    "pydantic",
-    "pydantic_core",
-)
+PASSTHROUGH_MODULES: Sequence[str] = ("workflows", "events", "pydantic", "pydantic_core", "yaml")
 """Modules the workflow sandbox imports once and shares instead of re-importing per workflow run.
 
-duban's own modules are deterministic (no I/O at import, no global state the workflows change); the
-sandbox still guards the workflow code's calls. Measured on the Boston sample: about 2× the item
-throughput of the default sandbox, which re-imports them for every run. ``holidays`` (and the
-``dateutil`` it imports, which reads the local time once at import) feed the working calendars;
-``pydantic`` decodes the workflow's payloads strictly (``workflows.item_payloads``)."""
+The workflows import only the pure core (``workflows``, ``events``) and activity contracts, never SQL,
+Kafka or ``holidays`` (calendars are data: ``events.working_calendar``); these modules are
+deterministic (no I/O at import beyond reading the calendar files, no global state the workflows
+change), and the sandbox still guards the workflow code's calls. Measured on the Boston sample: about
+2× the item throughput of the default sandbox, which re-imports them for every run. ``pydantic``
+decodes the workflow's payloads strictly (``workflows.item_payloads``); ``yaml`` reads the calendars.
+A plain ``Replayer`` with the default sandbox replays the same histories (``tests``)."""
 
 
 def warm_calendars() -> None:
-    """Build every named working calendar now, outside any workflow (``item_policy.calendar_for``
-    caches them per process), so no workflow task pays for it or imports ``holidays`` itself."""
+    """Read every version of every working calendar and build its per-year tables now, outside any
+    workflow (``events.working_calendar`` caches them per process), so no workflow task pays for it."""
     for name in CALENDARS:
-        calendar = calendar_for(name)
-        span = (
-            datetime(CALENDAR_YEARS.start, 1, 1, tzinfo=UTC),
-            datetime(CALENDAR_YEARS.stop, 1, 1, tzinfo=UTC),
-        )
-        calendar.working_seconds_between(*span)  # builds its per-year tables over the holiday years
+        for version in calendar_versions(name):
+            first, last = version.years
+            span = (datetime(first, 1, 1, tzinfo=UTC), datetime(last + 1, 1, 1, tzinfo=UTC))
+            calendar_for(f"{name}@{version.version}").working_seconds_between(*span)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -107,25 +96,22 @@ async def run_worker(settings: Settings) -> None:
     """Run the production worker until SIGINT/SIGTERM: connect, record to the store and Kafka."""
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     engine = make_engine(settings.database)
-    store = EventStore(engine)
-    store.create()
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
     closing = PeriodClosing(engine, load_scorebook())
     try:
         await ensure_topics(settings)  # a broker that restarted empty has lost them
     except StackError as exc:  # e.g. not allowed to create topics: publish to what exists
         log.warning("worker.ensure_topics_failed", error=str(exc))
-    producer = make_producer(settings)
-    await producer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        recorder = EventRecorder(store, producer, settings.events_topic, lambda: ensure_topics(settings))
-        async with build_worker(client, settings.task_queue, recorder, paging=paging, closing=closing):
+        async with (
+            wiring.recording(settings, engine) as rec,
+            build_worker(client, settings.task_queue, rec.recorder, paging=paging, closing=closing),
+        ):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()
     finally:
-        await producer.stop()
         log.info("worker.stopped")

@@ -1,6 +1,6 @@
 """JSON codec of event envelopes: encode for Kafka and the event store, decode with validation.
 
-``decode_event`` rejects anything malformed with :class:`duban.errors.EventValidationError` naming the
+``decode_event`` rejects anything malformed with :class:`events.errors.EventValidationError` naming the
 offending field (``"occurred_at"``, ``"payload.deadline"`` …) and the reason; it never returns a
 half-valid event. Every value is checked against ``events.bounds`` (lengths, characters, ranges of
 instants and numbers, the size of the whole event), so whatever decodes can be stored and projected
@@ -15,10 +15,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from duban.errors import EventValidationError
 from events import bounds as b
 from events import types as t
 from events.envelope import SCHEMA_VERSION, EventEnvelope
+from events.errors import EventValidationError
 
 _ENVELOPE_STR = ("event_id", "event_type", "item_id", "actor", "correlation_id", "causation_id")
 

@@ -34,10 +34,10 @@ from sqlalchemy import (
     update,
 )
 
-from duban.db import UTCDateTime, add_missing_columns, insert_ignoring_duplicates
-from duban.errors import DubanError
 from events.codec import encode_event, event_from_dict, event_to_dict, validate_event
 from events.envelope import EventEnvelope
+from events.errors import DubanError
+from events.sql import UTCDateTime, add_missing_columns, insert_ignoring_duplicates
 
 metadata = MetaData()
 
@@ -130,7 +130,7 @@ class EventStore:
             the number of events newly stored.
 
         Raises:
-            duban.errors.EventValidationError: an event is invalid (nothing is stored).
+            events.errors.EventValidationError: an event is invalid (nothing is stored).
         """
         if not events:
             return 0

@@ -27,9 +27,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from duban.config import Settings
-from duban.errors import StackError
-from duban.probes import ensure_topics
+from events.errors import TopicsUnavailable
+from events.topics import TopicSettings, ensure_topics
 from projections import read_models as rm
 from projections import store_sync
 from projections.projector import BatchResult, ItemProjector, RawMessage
@@ -76,7 +75,7 @@ class ProjectionConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TopicSettings,
         engine: Engine,
         group_id: str = "duban-projector",
         sweep_interval_s: float = SWEEP_INTERVAL_S,
@@ -214,7 +213,7 @@ class ProjectionConsumer:
     async def _consume(self, stop: asyncio.Event) -> None:
         try:
             await ensure_topics(self.settings)  # a broker that restarted empty lost them
-        except StackError as exc:  # e.g. not allowed to create topics: consume what exists
+        except TopicsUnavailable as exc:  # e.g. not allowed to create topics: consume what exists
             log.warning("projection.ensure_topics_failed", error=str(exc)[:500])
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_target,
@@ -327,7 +326,7 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def run_until_caught_up(
-    settings: Settings, engine: Engine, timeout_s: float = 30.0, group_id: str = "duban-projector"
+    settings: TopicSettings, engine: Engine, timeout_s: float = 30.0, group_id: str = "duban-projector"
 ) -> BatchResult:
     """Run a ``ProjectionConsumer`` until it has applied everything in the store and the topic now,
     then stop it.

@@ -15,9 +15,9 @@ from events import types as t
 from events.bounds import points_problem
 from events.codec import parse_utc
 from events.envelope import EventEnvelope
+from events.working_calendar import calendar_for
 from projections import read_models as rm
 from projections.frozen_periods import counted_day
-from workflows.item_policy import calendar_for
 
 
 def new_view(ev: EventEnvelope) -> dict[str, Any]:

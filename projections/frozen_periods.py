@@ -18,7 +18,6 @@ The snapshots live in their own tables (``ledger_metadata``): rebuilding the rea
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -28,13 +27,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
 
-from duban.db import UTCDateTime
-from duban.errors import DubanError, ValidationError
-from duban.periods import canonical_period, parse_period, previous_period
+from events.errors import DubanError, ValidationError
+from events.sql import UTCDateTime
 from events.store import EventStore
 from projections import read_models as rm
 from projections.indicators import IndicatorOptions, indicator_dict, indicators
-from projections.scoring import Score, Scorebook, score_dicts, score_units, with_movement
+from projections.periods import canonical_period, parse_period
+from projections.scoring import Scorebook, period_scores
 from projections.store_sync import backlog
 
 ledger_metadata = MetaData()
@@ -176,11 +175,7 @@ def freeze_period(
     rows = []
     for level in rm.LEVELS:
         ind = [indicator_dict(r) for r in indicators(engine, level, start, end, options)]
-        previous: list[Score] = []
-        with contextlib.suppress(ValidationError):  # no scorebook for the period before: no movement
-            previous = score_units(engine, level, *parse_period(previous_period(period)), scorebook, options)
-        current = score_units(engine, level, start, end, scorebook, options)
-        sc = score_dicts(with_movement(current, previous))
+        sc = period_scores(engine, level, period, scorebook, options)
         rows.append(
             {
                 "period": period, "level": level, "start": start, "end": end, "frozen_at": frozen_at,

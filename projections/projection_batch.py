@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, select
 
-from duban.errors import EventValidationError
 from events import bounds as b
 from events import types as t
 from events.codec import decode_event, encode_event
 from events.envelope import EventEnvelope
+from events.errors import EventValidationError
 from events.store import digest_of, event_of_row, stored_events
 from projections import read_models as rm
 from projections.evolve import adjustment_row, evolve, new_view

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
-from duban.db import insert_ignoring_duplicates, upsert
+from events.sql import insert_ignoring_duplicates, upsert
 from events.store import EventStore
 from projections import read_models as rm
 from projections import store_sync

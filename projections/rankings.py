@@ -68,7 +68,8 @@ def rank_units(
     """Rank the units of ``level`` on their on-time closure rate over local days ``[start, end)``.
 
     Args:
-        level: one of ``read_models.LEVELS`` ("department", "town", "community", "grid").
+        level: one of ``read_models.LEVELS`` (department, district, town, community, grid,
+            category, order).
         start, end: first local day included and first excluded; ``None`` leaves that side open.
         no_deadline: "exclude" (denominator: closed items with a deadline), "on_time" (all closed
             items, those without a deadline counted on time) or "overdue" (all closed items,

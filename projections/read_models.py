@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
 )
 
-from duban.db import UTCDateTime, add_missing_columns
+from events.sql import UTCDateTime, add_missing_columns
 
 LEVELS = ("department", "district", "town", "community", "grid", "category", "order")
 """Levels of ``unit_day_counters``: a functional department, the leader-owned district (挂包: its

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from duban.errors import ValidationError
+from events.errors import ValidationError
 from projections import read_models as rm
 from projections.indicators import BY_NAME
 

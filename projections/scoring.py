@@ -9,6 +9,7 @@ score to 0.01, half up; no float is involved. Ranking: higher score first, equal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from fractions import Fraction
 
 from sqlalchemy import Engine, func, select
 
-from duban.errors import ValidationError
 from events import bounds
 from events import types as t
 from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
+from events.errors import ValidationError
 from projections import read_models as rm
 from projections.indicators import BY_NAME, IndicatorOptions, evaluate
+from projections.periods import parse_period, previous_period
 from projections.scorebook import (
     DEFAULT_SCOREBOOK_PATH,
     Band,
@@ -224,6 +226,23 @@ def score_adjustment(
         correlation_id=item_id,
         causation_id=f"adjust:{adjustment_id}",
     )  # fmt: skip
+
+
+def period_scores(
+    engine: Engine, level: str, period: str, scorebook: Scorebook, options: IndicatorOptions | None = None
+) -> list[dict[str, object]]:
+    """The scores of every unit of ``level`` for ``period`` as they stand now (``score_dicts`` rows),
+    with the movement against the previous period of the same kind (none when the scorebook has no
+    version for it). What a closed period freezes, and what ``duban scores`` shows for an open one.
+
+    Raises:
+        ValidationError: a bad period, or no scorebook version in force on its first day.
+    """
+    start, end = parse_period(period)
+    previous: list[Score] = []
+    with contextlib.suppress(ValidationError):  # no scorebook for the period before: no movement
+        previous = score_units(engine, level, *parse_period(previous_period(period)), scorebook, options)
+    return score_dicts(with_movement(score_units(engine, level, start, end, scorebook, options), previous))
 
 
 def _shown(value: Fraction | None) -> str | None:

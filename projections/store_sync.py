@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, exists, func, select
 
-from duban.db import upsert
+from events.sql import upsert
 from events.store import stored_events
 from projections import read_models as rm
 

@@ -29,9 +29,9 @@ from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
-from duban.db import make_engine
 from duban.probes import wait_for_port
 from duban.worker import workflow_runner
+from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow

@@ -14,11 +14,11 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from duban.errors import IllegalCommand
 from events import types as t
 from events.envelope import EventEnvelope
 from events.store import EventStore
 from workflows import item_rules as rules
+from workflows.errors import IllegalCommand
 from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
 from workflows.item_policy import apply_rulebook
 from workflows.item_workflow import ItemOutcome, ItemWorkflowInput, SupervisionItemWorkflow

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
+from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from projections.projector import BatchResult, ItemProjector, RawMessage, table_checksum

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.config import Settings
-from duban.db import make_engine
 from duban.errors import StackError
 from duban.probes import ensure_topics
+from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from projections.consumer import run_until_caught_up

@@ -33,9 +33,9 @@ from projection_helpers import store
 from typer.testing import CliRunner
 
 from duban.cli import app
-from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
+from events.sql import make_engine
 from projections.projector import ItemProjector, RawMessage, table_checksum
 from workflows import item_rules
 from workflows.item_model import CommandKind, ItemCommand, Registration

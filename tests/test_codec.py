@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from duban.errors import EventValidationError, ValidationError
 from events import types as t
 from events.codec import decode_event, encode_event, event_to_dict
 from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
+from events.errors import EventValidationError, ValidationError
 
 T0 = datetime(2022, 1, 18, 15, 8, 24, tzinfo=UTC)
 DEADLINE = "2022-01-19T15:08:24+00:00"

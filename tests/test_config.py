@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert settings.dead_letter_topic == "duban.item-events.dlq"
     assert settings.topic_partitions == 3
     assert settings.data_dir == Path(".duban")
-    assert settings.database == f"sqlite:///{(Path('.duban') / 'duban.db').resolve()}"
+    assert settings.database == f"sqlite:///{(Path('.duban') / 'events.sql').resolve()}"
 
 
 def test_environment_overrides() -> None:

@@ -22,8 +22,8 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from duban.cli import app
-from duban.db import make_engine
 from events.envelope import EventEnvelope
+from events.sql import make_engine
 from events.store import EventStore
 from events.store import metadata as store_metadata
 from projections import read_models as rm
@@ -140,7 +140,7 @@ def test_duban_scores_reads_a_closed_period_from_its_snapshot(engine: Engine) ->
 
 
 def test_a_period_that_has_not_ended_cannot_be_closed(engine: Engine) -> None:
-    from duban.errors import ValidationError
+    from events.errors import ValidationError
 
     with pytest.raises(ValidationError) as info:
         freeze_period(engine, "2026-11", BOOK, cst(11, 15, 12, 0))
@@ -154,7 +154,7 @@ def test_a_period_that_has_not_ended_cannot_be_closed(engine: Engine) -> None:
 
 def test_a_day_ends_when_it_has_ended_in_the_last_zone_of_the_items(engine: Engine) -> None:
     """The check allowed closing a day 24 h early: it had the zones' order backwards (issue 8)."""
-    from duban.errors import ValidationError
+    from events.errors import ValidationError
 
     with pytest.raises(ValidationError, match="until 2026-11-03 00:00 UTC"):
         freeze_period(engine, "2026-11-02", BOOK, cst(11, 2, 23, 0))  # the UTC day is not over

@@ -32,8 +32,8 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from duban.db import make_engine
 from events.bounds import IDENTIFIER
+from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_client import apply_command, send_command, start_item
 from workflows.item_model import ItemCommand, Registration

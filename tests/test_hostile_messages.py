@@ -21,10 +21,10 @@ from item_helpers import three_items
 from projection_helpers import fresh, store
 from sqlalchemy import Engine, select, text
 
-from duban.db import make_engine
 from events import types as t
 from events.codec import encode_event
 from events.envelope import make_event_id
+from events.sql import make_engine
 from projections import read_models as rm
 from projections.projector import ItemProjector, RawMessage, table_checksum
 

@@ -56,10 +56,10 @@ from typer.testing import CliRunner
 from activities.event_recording import EventRecorder
 from duban.binaries import find_binary
 from duban.cli import app
-from duban.db import make_engine
 from duban.probes import ensure_topics
 from duban.simulate import quiet_runtime
 from events.codec import encode_event
+from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer

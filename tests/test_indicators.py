@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from duban.cli import app
-from duban.db import make_engine
+from events.sql import make_engine
 from projections.indicators import INDICATOR_NAMES, IndicatorOptions, IndicatorRow, indicators
 from workflows import item_rules as rules
 

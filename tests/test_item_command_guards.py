@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from item_helpers import UNIT, cmd, cst, litter, opened, refused, run
 
-from duban.errors import ValidationError
+from events.errors import ValidationError
 from workflows import item_rules as rules
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from duban.errors import IllegalCommand, ValidationError
 from events import types as t
 from events.codec import encode_event
 from events.envelope import EventEnvelope, make_event_id
+from events.errors import ValidationError
 from workflows import item_rules as rules
+from workflows.errors import IllegalCommand
 from workflows.item_model import ESCALATION_LADDER, ItemCommand, ItemState, Registration, Stage, Timer
 
 REPORTED = datetime(2022, 1, 1, 0, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.order_paging import OrderItems
-from duban.errors import ValidationError
 from events import types as t
+from events.errors import ValidationError
 from events.store import EventStore
 from workflows.item_model import Registration
 from workflows.item_workflow import SupervisionItemWorkflow

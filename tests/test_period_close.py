@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.period_closing import PeriodClosing, projection_lag
-from duban.db import make_engine
 from duban.worker import workflow_runner
+from events.sql import make_engine
 from events.store import EventStore
 from projections.frozen_periods import read_snapshots
 from projections.projector import ItemProjector

@@ -9,8 +9,8 @@ from datetime import date
 
 import pytest
 
-from duban.errors import ValidationError
-from duban.periods import parse_period
+from events.errors import ValidationError
+from projections.periods import parse_period
 
 D = date
 SPELLINGS = ("2022-05", "2022-05-H1", "2022-W19", "2022", "2022-05-03")

@@ -10,9 +10,9 @@ from item_helpers import cmd, cst, litter
 from projection_helpers import store
 from sqlalchemy import select
 
-from duban.db import make_engine
 from events.codec import encode_event
 from events.envelope import EventEnvelope
+from events.sql import make_engine
 from projections import read_models as rm
 from projections.projector import ItemProjector, RawMessage
 from projections.read_models import table_checksum

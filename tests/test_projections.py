@@ -30,11 +30,11 @@ from projection_helpers import fresh, store
 from sqlalchemy import Engine, func, insert, select
 
 from duban.config import Settings
-from duban.db import make_engine
 from duban.errors import StackError
 from duban.probes import ensure_topics
 from events.codec import encode_event, event_to_dict
 from events.envelope import EventEnvelope
+from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer, run_until_caught_up

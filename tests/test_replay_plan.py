@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from duban.errors import IllegalCommand
 from duban.importers.base import CaseStatus, ImportedCase
 from duban.replay_plan import CasePlan, plan_case
 from events import types as t
 from events.envelope import EventEnvelope
 from workflows import item_rules
+from workflows.errors import IllegalCommand
 from workflows.item_model import CommandKind, ItemCommand, ItemState, Registration, Stage
 
 PROFILE = "boston311"

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from duban.errors import ValidationError
+from duban.calendar_data import china_calendar
+from events.errors import ValidationError
 from workflows.item_model import ESCALATION_LADDER
 from workflows.rulebook import (
     DEFAULT_RULEBOOK_PATH,
@@ -33,7 +34,6 @@ from workflows.rulebook import (
     load_rulebook,
     parse_rulebook,
 )
-from workflows.working_calendar import china_calendar
 
 SH = ZoneInfo("Asia/Shanghai")
 CN = china_calendar([2026])

@@ -25,9 +25,9 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from duban.cli import app
-from duban.db import make_engine
-from duban.errors import ValidationError
 from events.envelope import EventEnvelope, make_event_id
+from events.errors import ValidationError
+from events.sql import make_engine
 from projections import read_models as rm
 from projections.scoring import (
     DEFAULT_SCOREBOOK_PATH,
@@ -205,8 +205,8 @@ def test_a_missing_scorebook_and_a_twice_weighted_indicator(tmp_path: Path) -> N
     [
         ["scores", "--period", "2026-11-02", "--database-url", "mysql://x/y"],
         ["indicators", "--database-url", "sqlite://"],
-        ["rebuild-read-models", "--database-url", "sqlite:////nonexistent/duban.db"],
-        ["scores", "--period", "20261102", "--database-url", "sqlite:////nonexistent/duban.db"],
+        ["rebuild-read-models", "--database-url", "sqlite:////nonexistent/events.sql"],
+        ["scores", "--period", "20261102", "--database-url", "sqlite:////nonexistent/events.sql"],
     ],
 )
 def test_bad_databases_and_periods_are_one_line_errors(args: list[str]) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from duban.config import Settings
-from duban.db import make_engine
 from duban.simulate import Replay, SimulationOptions
+from events.sql import make_engine
 from events.store import EventStore
 from projections.indicators import indicators
 from projections.rankings import rank_units
@@ -94,3 +94,32 @@ async def test_read_models_do_not_depend_on_the_delivery_bucket(broker: str, tmp
         assert summary.labels_matched == summary.labels_checked > 0
         digests.append(table_checksum(make_engine(url), READ_MODEL_TABLES))
     assert digests[0] == digests[1]
+
+
+async def test_an_open_item_past_its_deadline_matches_the_citys_overdue_label(
+    broker: str, tmp_path: Path
+) -> None:
+    """Items still open at the end of an export: the city labels one past its deadline OVERDUE and
+    one before it ONTIME; both used to count as mismatches (an open item has no on-time flag)."""
+    with BOSTON.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header, template = reader.fieldnames, next(reader)
+    assert header is not None
+    cases = [  # id, opened, target, closed, label, status
+        ("9001", "2022-01-03 09:00:00", "2022-01-04 09:00:00", "2022-01-03 12:00:00", "ONTIME", "Closed"),
+        ("9002", "2022-01-03 10:00:00", "2022-01-05 10:00:00", "", "OVERDUE", "Open"),  # past it by the end
+        ("9003", "2022-01-10 10:00:00", "2022-01-20 10:00:00", "", "ONTIME", "Open"),  # not yet due
+        ("9004", "2022-01-09 09:00:00", "2022-01-10 09:00:00", "2022-01-10 08:00:00", "ONTIME", "Closed"),
+    ]
+    export = tmp_path / "open.csv"
+    with export.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        columns = ("CASE_ENQUIRY_ID", "OPEN_DT", "TARGET_DT", "CLOSED_DT", "OnTime_Status", "CASE_STATUS")
+        for case in cases:
+            writer.writerow(template | dict(zip(columns, case, strict=True)))
+    settings = replace(Settings(), kafka_bootstrap=broker, kafka_idempotent=False, data_dir=tmp_path)
+    url = f"sqlite:///{tmp_path / 'open.db'}"
+    options = SimulationOptions("boston311", export, database_url=url, progress=False)
+    summary = await Replay(settings, options).run()
+    assert (summary.labels_checked, summary.labels_matched, summary.label_mismatches) == (4, 4, [])

@@ -33,21 +33,22 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
-from activities.event_recording import EventRecorder, RecordEventsInput
+from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from duban.cli import app
 from duban.config import Settings
-from duban.db import make_engine
 from duban.kafka import make_producer
 from duban.probes import ensure_topics
 from duban.worker import workflow_runner
 from events.codec import encode_event
+from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer
 from projections.frozen_periods import freeze_period
 from projections.projector import ItemProjector, RawMessage, table_checksum
 from projections.scoring import load_scorebook
+from workflows.activity_contracts import RecordEventsInput
 from workflows.item_client import apply_command, start_item
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 

@@ -13,14 +13,9 @@ from zoneinfo import ZoneInfo
 import holidays
 import pytest
 
-from duban.errors import ValidationError
-from workflows.working_calendar import (
-    CHINA_WORK_PERIODS,
-    WorkingCalendar,
-    china_calendar,
-    hours_to_seconds,
-    us_calendar,
-)
+from duban.calendar_data import china_calendar, us_calendar
+from events.errors import ValidationError
+from events.working_calendar import CHINA_WORK_PERIODS, WorkingCalendar, hours_to_seconds
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from duban.errors import IllegalCommand, ValidationError
 from events import bounds as b
 from events.codec import format_utc
+from events.errors import ValidationError
+from workflows.errors import IllegalCommand
 from workflows.item_model import (
     OPEN_STAGES,
     CommandKind,

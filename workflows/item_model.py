@@ -69,7 +69,8 @@ class CommandKind(StrEnum):
 
 
 class Role(StrEnum):
-    """Who may issue which command (``workflows.item_roles``). DOMAIN.md "Item lifecycle"."""
+    """Who may issue which command (``workflows.item_checks.ROLES``, enforced on items registered
+    under a rulebook). DOMAIN.md "Item lifecycle"."""
 
     DISPATCHER = "dispatcher"  # the centre that registers, dispatches, closes out, cancels, merges
     HANDLING_UNIT = "handling_unit"  # the responsible unit (also a department reporting in)

@@ -6,7 +6,7 @@ decode: a start input it cannot decode fails the workflow task again and again (
 and a signal it cannot decode is dropped with a log line. So the item workflow takes raw payloads
 (``temporalio.common.RawValue``) and decodes them here, with pydantic in strict mode: nothing is
 coerced, an unknown field or a repeated key is refused, and every refusal is a
-``duban.errors.ValidationError`` naming the field (``registration.reported_at``,
+``events.errors.ValidationError`` naming the field (``registration.reported_at``,
 ``initial_commands.0.evidence``…). Pure (no I/O); the adapters are built once, at import.
 """
 
@@ -22,8 +22,8 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from temporalio.api.common.v1 import Payload
 
-from duban.errors import ValidationError
 from events.bounds import MAX_EVENT_BYTES
+from events.errors import ValidationError
 from workflows.item_model import ItemCommand
 
 T = TypeVar("T")

@@ -1,8 +1,9 @@
 """An item's policy: the rulebook version and working calendar it keeps for life, and its time arithmetic.
 
-Pure and deterministic (safe inside workflow code): calendars are built from the ``holidays`` data
-shipped with the installed library, once per process. Upgrading ``holidays`` can move the deadlines
-of items in flight, so treat it like a workflow code change (README, "Changing workflow code").
+Pure and deterministic (safe inside workflow code): calendars are versioned data
+(``events.working_calendar``, ``events/calendars/*.yaml``); an item keeps the calendar version in
+force at its registration (``policy.calendar`` is ``name@version``), so neither a new version nor a
+newer ``holidays`` library moves a deadline of an item in flight.
 
 :func:`apply_rulebook` turns a registration into one governed by the rulebook version in force at
 ``reported_at`` (DOMAIN.md "Time limits and escalation"; issue 3: "an item keeps the rulebook version
@@ -14,37 +15,15 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import cache
 
-from duban.errors import ValidationError
 from events.bounds import DEADLINE_HORIZON, TextBound, text_problem
+from events.errors import ValidationError
+from events.working_calendar import calendar_for, calendar_in_force
 from workflows.item_model import ItemPolicy, LimitSpec, Registration, Role, RungSpec
 from workflows.rulebook import Rulebook, RulebookVersion, TimeLimit, deadline
-from workflows.working_calendar import WorkingCalendar, china_calendar, us_calendar
-
-CALENDAR_YEARS = range(2010, 2041)
-"""Years each named calendar covers; a deadline beyond 2040 would see no holidays."""
-
-CALENDARS = ("china", "us-ma")
-"""Named working calendars: mainland China (Asia/Shanghai, official holidays and make-up working
-days) and Massachusetts (America/New_York, federal + state holidays) for the Boston data."""
 
 WORKING_UNITS = frozenset({"working_hours", "working_days"})
 ROLES = tuple(r.value for r in Role)
-
-
-@cache
-def calendar_for(name: str) -> WorkingCalendar:
-    """The named working calendar (built once per process).
-
-    Raises:
-        ValidationError: ``"calendar"`` is not one of ``CALENDARS``.
-    """
-    if name == "china":
-        return china_calendar(CALENDAR_YEARS)
-    if name == "us-ma":
-        return us_calendar(CALENDAR_YEARS, subdiv="MA")
-    raise ValidationError("calendar", f"unknown calendar {name!r}; known: {', '.join(CALENDARS)}")
 
 
 def to_limit(spec: LimitSpec) -> TimeLimit:
@@ -138,10 +117,12 @@ def check_policy(policy: ItemPolicy) -> None:
         raise ValidationError("policy", "must be an item policy")
     if (problem := text_problem(policy.rulebook_version, TextBound(64))) is not None:
         raise ValidationError("policy.rulebook_version", problem)
-    if policy.calendar not in CALENDARS:
-        raise ValidationError(
-            "policy.calendar", f"unknown calendar {policy.calendar!r}; known: {', '.join(CALENDARS)}"
-        )
+    if not isinstance(policy.calendar, str) or text_problem(policy.calendar, TextBound(32)) is not None:
+        raise ValidationError("policy.calendar", "must be a reference name@version of at most 32 characters")
+    try:
+        calendar_for(policy.calendar)
+    except ValidationError as exc:
+        raise ValidationError("policy.calendar", exc.reason) from None
     thresholds = policy.warning_thresholds
     if not isinstance(thresholds, list) or len(thresholds) > 10:
         raise ValidationError("policy.warning_thresholds", "must be a list of at most 10 shares")
@@ -193,7 +174,8 @@ def policy_of(version: RulebookVersion, calendar: str) -> ItemPolicy:
 def apply_rulebook(reg: Registration, rulebook: Rulebook, calendar: str) -> Registration:
     """A copy of ``reg`` governed by the rulebook version in force at ``reg.reported_at``.
 
-    Each milestone's deadline is the rule's limit counted from ``reported_at`` on ``calendar``
+    Each milestone's deadline is the rule's limit counted from ``reported_at`` on ``calendar`` (a name,
+    resolved to the version in force at ``reported_at``, or a ``name@version`` reference)
     (category × urgency × step), unless the registration already carries one: a source deadline
     (``deadline_origin="source"``) overrides any rule and runs on the clock basis.
 
@@ -201,6 +183,8 @@ def apply_rulebook(reg: Registration, rulebook: Rulebook, calendar: str) -> Regi
         ValidationError: ``reported_at`` before the first version; an unknown calendar.
     """
     version = rulebook.in_force(reg.reported_at)
+    if "@" not in calendar:  # the calendar's version in force at registration, kept for life
+        calendar = calendar_in_force(calendar, reg.reported_at)
     policy = policy_of(version, calendar)
     changes: dict[str, object] = {"policy": policy}
     for step in ("response", "resolution"):

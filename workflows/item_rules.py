@@ -26,11 +26,11 @@ import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
-from duban.errors import IllegalCommand
 from events import types as t
 from events.bounds import IDENTIFIER, KEPT_REASON_CHARS, MAX_REJECTED_KEPT, clipped
 from events.codec import format_utc
 from events.envelope import EventEnvelope
+from workflows.errors import IllegalCommand
 from workflows.item_checks import check_command, check_registration
 from workflows.item_events import SYSTEM_TIMER_ACTOR, command_event, emit, utc_or_none
 from workflows.item_exceptions import EXCEPTION_HANDLERS

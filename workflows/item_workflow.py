@@ -8,9 +8,10 @@ first. Events of each step are recorded by the ``record_events`` activity.
 Business time is ``workflow.now() - clock_offset_s``; the offset is 0 in production and lets a
 simulation run historical cases on a time-skipping server whose clock starts today.
 
-Long-lived items continue as new once their history passes ``continue_as_new_after`` events: the new
-run gets the whole item state (deadlines, clocks, applied command ids) and the commands still queued,
-after every update handler has finished. Items of a supervision order tell the order workflow
+Long-lived items continue as new once their history passes ``continue_as_new_after`` events (or
+Temporal suggests it), when no command is queued and every update handler has finished: the new run
+gets the whole item state (deadlines, clocks, applied command ids, the last refusals, clipped).
+Items of a supervision order tell the order workflow
 (``order-<order id>``) whenever their summary changes.
 
 Hostile input never wedges an item: the start input and every command arrive as raw payloads and are
@@ -33,12 +34,13 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.event_recording import RecordEventsInput
-    from duban.errors import IllegalCommand, ValidationError
     from events import bounds
     from events.envelope import EventEnvelope
+    from events.errors import ValidationError
     from workflows import item_checks, item_payloads, item_rules
     from workflows import search_attributes as sa
+    from workflows.activity_contracts import RecordEventsInput, item_registered, record_events
+    from workflows.errors import IllegalCommand
     from workflows.item_model import (
         RULES_REVISION,
         CommandKind,
@@ -224,7 +226,7 @@ class SupervisionItemWorkflow:
             events += item_rules.fire_due_timers(self._state, now)
         if events:
             await workflow.execute_activity(
-                "record_events",
+                record_events,
                 RecordEventsInput(events=events),
                 start_to_close_timeout=RECORD_EVENTS_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
@@ -249,9 +251,8 @@ class SupervisionItemWorkflow:
             return
         target = cmd.into_item_id.strip()
         found = await workflow.execute_activity(
-            "item_registered",
+            item_registered,
             target,
-            result_type=bool,
             start_to_close_timeout=LOOKUP_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )

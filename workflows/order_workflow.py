@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
+    from workflows.activity_contracts import start_order_page
     from workflows.order_model import (
         ORDER_LEVELS,
         OrderInput,
@@ -50,7 +51,7 @@ class SupervisionOrderWorkflow:
             workflow.upsert_search_attributes([sa.ORDER.value_set(input.order_id)])
         while not input.pages_done:
             page: OrderPage = await workflow.execute_activity(
-                "start_order_page",
+                start_order_page,
                 OrderPageInput(
                     input.order_id,
                     input.cursor,
@@ -58,7 +59,6 @@ class SupervisionOrderWorkflow:
                     input.search_attributes,
                     input.clock_offset_s,
                 ),
-                result_type=OrderPage,
                 start_to_close_timeout=START_PAGE_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
             )

@@ -16,6 +16,11 @@ from zoneinfo import ZoneInfo
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+with workflow.unsafe.imports_passed_through():
+    from workflows.activity_contracts import PeriodClosed, close_period
+
+__all__ = ["CADENCES", "PeriodCloseInput", "PeriodCloseWorkflow", "PeriodClosed", "period_ended_before"]
+
 CADENCES = {
     "daily": "5 0 * * *",  # 00:05 every day
     "weekly": "5 0 * * 1",  # 00:05 on Mondays
@@ -29,7 +34,7 @@ CLOSE_TIMEOUT = timedelta(minutes=10)
 
 def period_ended_before(cadence: str, local_now: datetime) -> str:
     """The period of ``cadence`` that ended most recently at or before ``local_now`` (a local time in
-    the area's zone), spelled as ``duban.periods`` reads it.
+    the area's zone), spelled as ``projections.periods`` reads it.
 
     Raises:
         ValueError: unknown cadence.
@@ -59,16 +64,6 @@ class PeriodCloseInput:
     period: str = ""
 
 
-@dataclass
-class PeriodClosed:
-    """The period closed and its snapshot's proof: events counted and their hash."""
-
-    period: str
-    events_count: int
-    events_hash: str
-    scorebook_version: str
-
-
 @workflow.defn
 class PeriodCloseWorkflow:
     """Close one reporting period (id ``close-<cadence>-…`` from its schedule)."""
@@ -78,9 +73,8 @@ class PeriodCloseWorkflow:
         local_now = workflow.now().astimezone(ZoneInfo(input.zone))
         period = input.period or period_ended_before(input.cadence, local_now)
         return await workflow.execute_activity(
-            "close_period",
+            close_period,
             period,
-            result_type=PeriodClosed,
             start_to_close_timeout=CLOSE_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
         )

@@ -20,9 +20,9 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from duban.errors import ValidationError
+from events.errors import ValidationError
+from events.working_calendar import WorkingCalendar, hours_to_seconds
 from workflows.item_model import ESCALATION_LADDER
-from workflows.working_calendar import WorkingCalendar, hours_to_seconds
 
 T = TypeVar("T")
 Schedule = tuple[tuple[str, datetime], ...]

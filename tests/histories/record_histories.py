@@ -27,8 +27,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.event_recording import EventRecorder
 from activities.order_paging import OrderItems, OrderPaging
 from duban.binaries import find_binary
-from duban.db import make_engine
 from duban.worker import build_worker
+from events.sql import make_engine
 from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec

@@ -11,7 +11,7 @@ import calendar
 import re
 from datetime import date, timedelta
 
-from duban.errors import ValidationError
+from events.errors import ValidationError
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _HALF = re.compile(r"^(\d{4})-(\d{2})-H([12])$")
