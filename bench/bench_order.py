@@ -28,9 +28,9 @@ from temporalio.worker import Worker
 
 from activities.event_recording import EventRecorder
 from activities.order_paging import OrderItems, OrderPaging
-from duban.binaries import find_binary
-from duban.simulate import quiet_runtime
-from duban.worker import workflow_runner
+from duban.jobs.simulate import quiet_runtime
+from duban.processes.worker import workflow_runner
+from duban.stack.binaries import find_binary
 from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_model import ItemCommand, Registration

@@ -32,10 +32,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Engine, case, func, insert, select
 
-from duban.binaries import find_binary
 from duban.config import Settings
 from duban.kafka import make_producer
-from duban.probes import ensure_topics, wait_for_port
+from duban.stack.binaries import find_binary
+from duban.stack.probes import ensure_topics, wait_for_port
 from events.codec import encode_event
 from events.sql import make_engine
 from projections import read_models as rm

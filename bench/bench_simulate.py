@@ -24,10 +24,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from duban.binaries import find_binary
 from duban.config import load_settings
-from duban.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
-from duban.worker import workflow_runner
+from duban.jobs.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
+from duban.processes.worker import workflow_runner
+from duban.stack.binaries import find_binary
 
 
 @workflow.defn

@@ -17,8 +17,8 @@ from activities.event_recording import EventRecorder
 from duban.config import Settings, check_database_url
 from duban.errors import ConfigurationError
 from duban.kafka import make_producer
-from duban.probes import ensure_topics
-from duban.stack import quiet_logger
+from duban.stack.embedded import quiet_logger
+from duban.stack.probes import ensure_topics
 from events.sql import make_engine
 
 __all__ = ["Recording", "existing_database", "make_engine", "publish_once", "read_models", "recording"]

@@ -28,9 +28,9 @@ from temporalio.worker import Worker
 from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
-from duban.binaries import find_binary
-from duban.probes import wait_for_port
-from duban.worker import workflow_runner
+from duban.processes.worker import workflow_runner
+from duban.stack.binaries import find_binary
+from duban.stack.probes import wait_for_port
 from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow

@@ -1,0 +1,58 @@
+"""``duban calendars list|draft``: the working calendars items run on, as versioned data."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from duban.cli.common import errors
+from events.errors import ValidationError
+
+calendars_app = typer.Typer(
+    help="The working calendars (events/calendars/*.yaml): list their versions, draft a new one.",
+    no_args_is_help=True,
+)
+
+
+@calendars_app.command("list")
+def list_versions() -> None:
+    """Each calendar's versions: effective date, years covered, holidays and make-up days, source."""
+    from events.working_calendar import CALENDARS, calendar_versions
+
+    with errors():
+        for name in CALENDARS:
+            for v in calendar_versions(name):
+                cal = v.calendar
+                typer.echo(
+                    f"{name}@{v.version}  from {v.effective_from}  years {v.years[0]}-{v.years[1]}  "
+                    f"{len(cal.holidays)} holidays, {len(cal.makeup_workdays)} make-up days  ({v.source})"
+                )
+
+
+@calendars_app.command()
+def draft(
+    name: Annotated[str, typer.Argument(help="Calendar: china or us-ma.")],
+    version: Annotated[str, typer.Option(help="The new version's name, e.g. 2027.1.")],
+    effective_from: Annotated[str, typer.Option(help="First UTC day items registered get it, YYYY-MM-DD.")],
+    years: Annotated[str, typer.Option(help="Years covered, FIRST-LAST.")] = "2010-2040",
+) -> None:
+    """Print a new version drafted from the installed ``holidays`` library, to review and append to
+    ``events/calendars/NAME.yaml`` (items registered before keep their version)."""
+    from duban.calendar_data import version_yaml
+
+    with errors():
+        span = re.fullmatch(r"(\d{4})-(\d{4})", years)
+        if span is None:
+            raise ValidationError("years", f"{years!r} is not FIRST-LAST, e.g. 2010-2040")
+        if not re.fullmatch(r"[0-9A-Za-z.\-]{1,16}", version):
+            raise ValidationError("version", "must be 1 to 16 letters, digits, dots or dashes")
+        try:
+            start = date.fromisoformat(effective_from) if len(effective_from) == 10 else None
+        except ValueError:
+            start = None
+        if start is None:
+            raise ValidationError("effective_from", f"{effective_from!r} is not a date (YYYY-MM-DD)")
+        typer.echo(version_yaml(name, version, start, int(span[1]), int(span[2])), nl=False)

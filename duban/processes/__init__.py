@@ -1,0 +1,1 @@
+"""The long-running processes: the production worker and the projector (duban worker, project)."""

@@ -1,0 +1,412 @@
+"""The embedded stack: a Temporal dev server and a Tansu (Kafka-compatible) broker as daemons.
+
+Only services whose address is not configured are embedded; a configured address is "external" and is
+only probed. Each embedded process runs in its own session, logs to ``<data_dir>/logs/<name>.log`` and
+has its pid in ``<data_dir>/run/<name>.pid``. All functions are synchronous (they run their asyncio
+parts on a private loop, in a helper thread when called from inside a running loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from duban import config
+from duban.config import Settings
+from duban.errors import StackError
+from duban.stack.binaries import find_binary
+from duban.stack.probes import (
+    HOST,
+    ensure_topics,
+    host_port,
+    port_answers,
+    port_free,
+    temporal_ready,
+)
+
+TEMPORAL_READY_TIMEOUT_S = 60.0
+KAFKA_READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+_T = TypeVar("_T")
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started by this interpreter
+
+
+@dataclass(frozen=True)
+class EmbeddedPorts:
+    """TCP ports of the embedded services on 127.0.0.1 (tests pass free ones)."""
+
+    temporal: int = int(config.EMBEDDED_TEMPORAL_ADDRESS.rsplit(":", 1)[1])
+    temporal_ui: int = config.EMBEDDED_TEMPORAL_UI_PORT
+    kafka: int = int(config.EMBEDDED_KAFKA_BOOTSTRAP.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service. ``state``: running / stopped (embedded), external (configured), file (SQLite)."""
+
+    name: str
+    address: str
+    state: str
+    pid: int | None = None
+    log: Path | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """Every service of the stack, and the Temporal UI URL when Temporal is embedded."""
+
+    services: tuple[ServiceStatus, ...]
+    temporal_ui: str | None = None
+
+    def service(self, name: str) -> ServiceStatus:
+        """The entry named ``name`` ("temporal", "kafka" or "database"); KeyError if absent."""
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    binary: str
+    port: int
+    extra_ports: tuple[int, ...]
+    env_var: str
+
+
+def _specs(settings: Settings, ports: EmbeddedPorts) -> list[_Spec]:
+    temporal = _Spec("temporal", "temporal", ports.temporal, (ports.temporal_ui,), "DUBAN_TEMPORAL_ADDRESS")
+    kafka = _Spec("kafka", "tansu", ports.kafka, (), "DUBAN_KAFKA_BOOTSTRAP")
+    return [temporal] * settings.temporal_embedded + [kafka] * settings.kafka_embedded
+
+
+def _command(spec: _Spec, settings: Settings, ports: EmbeddedPorts) -> list[str]:
+    binary = str(find_binary(spec.binary))
+    if spec.name == "kafka":
+        url = f"tcp://{HOST}:{ports.kafka}"
+        args = f"broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/"
+        return [binary, *args.split()]
+    from workflows.search_attributes import dev_server_flags
+
+    args = (
+        f"server start-dev --ip {HOST} --port {ports.temporal} --ui-port {ports.temporal_ui} --log-level warn"
+        " --log-format json --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal"
+    )
+    db = str((settings.data_dir / "temporal.db").resolve())
+    cmd = [binary, *args.split(), "--db-filename", db, *dev_server_flags()]
+    if settings.temporal_namespace != "default":
+        cmd += ["--namespace", settings.temporal_namespace]
+    return cmd
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.data_dir / "run" / f"{name}.pid"
+
+
+def _log_file(settings: Settings, name: str) -> Path:
+    return settings.data_dir / "logs" / f"{name}.log"
+
+
+def _alive(pid: int, binary: str) -> bool:
+    """Whether ``pid`` is a live (not zombie) process whose command line mentions ``binary``."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            # Our own child: judge by the command we launched (right after the fork, /proc may not
+            # show the binary's command line yet).
+            args = child.args
+            return binary in (" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
+        _CHILDREN.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            return binary in (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+    return True
+
+
+def _read_pid(settings: Settings, spec: _Spec) -> int | None:
+    """The pid of our live process for ``spec``; a stale or unreadable pid file is removed."""
+    path = _pid_file(settings, spec.name)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)
+        return None
+    if _alive(pid, spec.binary):
+        return pid
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def _then_collect(coro: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        return await coro
+    finally:
+        # Free temporalio's bridge clients while their loop lives: left to interpreter finalization
+        # they abort a short-lived process about one time in three (PyGILState_Release, sdk-python#300).
+        gc.collect()
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_then_collect(coro))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _then_collect(coro)).result()
+
+
+@contextlib.contextmanager
+def quiet_logger(logger_name: str) -> Iterator[None]:
+    """Silence a library's log records (below CRITICAL) for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -> None:
+    timeout = TEMPORAL_READY_TIMEOUT_S if spec.name == "temporal" else KAFKA_READY_TIMEOUT_S
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        if not _alive(pid, spec.binary):
+            log = _log_file(settings, spec.name)
+            raise StackError(f"{spec.name} exited during start-up; tail of {log}:\n{_tail(log)}")
+        try:
+            probe = (
+                temporal_ready(address, settings.temporal_namespace)
+                if spec.name == "temporal"
+                else ensure_topics(settings, address)  # the broker answers and has duban's topics
+            )
+            with quiet_logger("aiokafka"):  # refused connections are expected while the broker starts
+                await asyncio.wait_for(probe, timeout=10)
+            return
+        except Exception as exc:  # not ready yet: any connection/RPC error
+            last = exc
+        await asyncio.sleep(0.25)
+    log = _log_file(settings, spec.name)
+    raise StackError(
+        f"{spec.name} not ready on {address} after {timeout:.0f} s ({last!r}); tail of {log}:\n{_tail(log)}"
+    )
+
+
+def _check_database(settings: Settings, strict: bool = True) -> ServiceStatus:
+    """Report the database; SQLite: make sure its folder exists. Raises StackError if unreachable."""
+    from sqlalchemy import create_engine, text
+
+    from events.sql import make_engine
+
+    url = make_engine(settings.database).url
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database) if url.database and url.database != ":memory:" else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        detail = "exists" if path is not None and path.exists() else "created on first use"
+        return ServiceStatus("database", shown, "file", detail=detail)
+    args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+    engine = create_engine(url, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if strict:
+            raise StackError(f"database {shown} does not answer: {exc}") from exc
+        return ServiceStatus("database", shown, "external", detail=f"not answering: {exc}")
+    finally:
+        engine.dispose()
+    return ServiceStatus("database", shown, "external", detail="answering")
+
+
+def _projection_status(settings: Settings) -> ServiceStatus | None:
+    """The projection's backlog (stored events not yet applied to the read models), when the
+    database holds an event store; ``None`` otherwise or when it cannot be read."""
+    from sqlalchemy import inspect
+
+    from events.sql import make_engine
+    from projections.store_sync import backlog
+
+    url = settings.database
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("event_store") or not inspect(engine).has_table("applied_events"):
+            return None
+        behind = backlog(engine)
+    except Exception:  # an unreachable or foreign database: the database row says so
+        return None
+    finally:
+        engine.dispose()
+    state = "caught up" if behind == 0 else "behind"
+    return ServiceStatus("projection", "read models", state, detail=f"{behind} stored events not yet applied")
+
+
+def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -> StackStatus:
+    services: list[ServiceStatus] = []
+    embedded = {s.name: s for s in _specs(settings, ports)}
+    for name, target in (("temporal", settings.temporal_target), ("kafka", settings.kafka_target)):
+        spec = embedded.get(name)
+        if spec is None:
+            answering = port_answers(*host_port(target), timeout_s=2)
+            services.append(
+                ServiceStatus(name, target, "external", detail="answering" if answering else "not answering")
+            )
+            continue
+        pid = _read_pid(settings, spec)
+        address = f"{HOST}:{spec.port}"
+        detail = ("answering" if port_answers(HOST, spec.port) else "not answering") if pid else ""
+        services.append(
+            ServiceStatus(
+                name, address, "running" if pid else "stopped", pid, _log_file(settings, name), detail
+            )
+        )
+    services.append(database)
+    projection = _projection_status(settings) if database.detail != "created on first use" else None
+    if projection is not None:
+        services.append(projection)
+    ui = f"http://{HOST}:{ports.temporal_ui}" if settings.temporal_embedded else None
+    return StackStatus(tuple(services), ui)
+
+
+def stack_status(settings: Settings, ports: EmbeddedPorts | None = None) -> StackStatus:
+    """Report every service without starting or stopping anything (a stale pid file is removed).
+
+    Args:
+        ports: the ports the stack was started with (default: the standard ones).
+    """
+    return _status(settings, ports or EmbeddedPorts(), _check_database(settings, strict=False))
+
+
+def _launch(spec: _Spec, cmd: list[str], settings: Settings) -> int:
+    log_path = _log_file(settings, spec.name)
+    with log_path.open("ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        child = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.data_dir,
+            start_new_session=True,
+        )
+    _CHILDREN[child.pid] = child
+    _pid_file(settings, spec.name).write_text(f"{child.pid}\n")
+    return child.pid
+
+
+def _stop(settings: Settings, spec: _Spec, pid: int) -> None:
+    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise StackError(f"cannot signal {spec.name} (pid {pid}): {exc}") from exc
+        deadline = time.monotonic() + wait_s
+        while _alive(pid, spec.binary) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid, spec.binary):
+            break
+    _pid_file(settings, spec.name).unlink(missing_ok=True)
+
+
+def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackStatus:
+    """Start the embedded services that are not running, wait until they answer, create the topics.
+
+    Idempotent: a service whose pid is alive is left alone (only re-probed; missing topics are
+    created again); a stale pid file is removed. External services are only probed; duban's topics
+    are created on the embedded broker only (see ``ensure_topics``). Waits up to 60 s for Temporal
+    and 30 s for Kafka; takes about 1 s when both start.
+
+    Args:
+        ports: ports for the embedded services (default: 7233, 8233 and 9092 on 127.0.0.1).
+
+    Raises:
+        StackError: a port is taken by another process, a binary is missing, a service does not
+            become ready in time (the message carries the tail of its log), or the database does not
+            answer. Services started by a failing call are stopped again.
+    """
+    ports = ports or EmbeddedPorts()
+    for sub in ("logs", "run"):
+        (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    database = _check_database(settings)
+    specs = _specs(settings, ports)
+    running = {s.name: pid for s in specs if (pid := _read_pid(settings, s)) is not None}
+    to_start = [s for s in specs if s.name not in running]
+    for spec in to_start:
+        for port in (spec.port, *spec.extra_ports):
+            if not port_free(port):
+                raise StackError(
+                    f"port {port} needed by the embedded {spec.name} is already in use by "
+                    f"another process; stop it, or set {spec.env_var} to use an external "
+                    f"{spec.name}"
+                )
+    commands = {s.name: _command(s, settings, ports) for s in to_start}  # finds binaries up front
+    started: dict[str, int] = {}
+    try:
+        for spec in to_start:
+            started[spec.name] = running[spec.name] = _launch(spec, commands[spec.name], settings)
+
+        async def _ready() -> None:
+            await asyncio.gather(
+                *(_wait_ready(s, settings, running[s.name], f"{HOST}:{s.port}") for s in specs)
+            )
+
+        _run(_ready())
+    except BaseException:
+        for spec in specs:
+            if spec.name in started:
+                _stop(settings, spec, started[spec.name])
+        raise
+    return _status(settings, ports, database)
+
+
+def stack_down(settings: Settings, ports: EmbeddedPorts | None = None) -> StackStatus:
+    """Stop the embedded services: SIGTERM to each process group, SIGKILL after 15 s; pid files removed.
+
+    External services are left alone. Stopping a stack that is not running does nothing.
+
+    Raises:
+        StackError: a process cannot be signalled (it belongs to another user).
+    """
+    ports = ports or EmbeddedPorts()
+    for spec in _specs(settings, ports):
+        pid = _read_pid(settings, spec)
+        if pid is not None:
+            _stop(settings, spec, pid)
+    return stack_status(settings, ports)
