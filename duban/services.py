@@ -303,7 +303,7 @@ async def install_schedules(settings: Settings, zone: str) -> list[str]:
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from activities.period_closing import install_schedules as install
+    from duban.schedules import install_schedules as install
 
     try:
         ZoneInfo(zone)

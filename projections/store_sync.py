@@ -98,3 +98,10 @@ def backlog(
         if recorded_before is not None:
             query = query.where(_es.recorded_at < recorded_before)
         return int(conn.execute(query).scalar_one())
+
+
+def projection_lag(engine: Engine) -> int:
+    """Stored events the projection has not yet handled (0 when it has caught up with the store); the
+    read models' tables are created if missing."""
+    rm.create_tables(engine)
+    return backlog(engine)

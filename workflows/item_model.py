@@ -307,6 +307,17 @@ class ItemState:
     def suspended(self) -> bool:
         return self.suspended_at is not None
 
+    @property
+    def shown_stage(self) -> str:
+        """The stage as users see it (memo, search attributes, order roll-ups): ``suspended``
+        while the item is suspended, else its stage."""
+        return "suspended" if self.suspended else str(self.stage)
+
+    @property
+    def shown_light(self) -> str | None:
+        """The traffic light as users see it: only items under a rulebook have one (``None``)."""
+        return self.light if self.registration.policy else None
+
     def clock(self, name: str) -> MilestoneClock | None:
         """The clock of milestone ``name``, or ``None`` if the item has no such deadline."""
         return next((c for c in self.clocks if c.name == name), None)

@@ -37,13 +37,12 @@ with workflow.unsafe.imports_passed_through():
     from events import bounds
     from events.envelope import EventEnvelope
     from events.errors import ValidationError
-    from workflows import item_checks, item_payloads, item_rules
+    from workflows import item_checks, item_payloads, item_rules, item_step
     from workflows import search_attributes as sa
     from workflows.activity_contracts import RecordEventsInput, item_registered, record_events
     from workflows.errors import IllegalCommand
     from workflows.item_model import (
         RULES_REVISION,
-        CommandKind,
         CommandOutcome,
         ItemCommand,
         ItemState,
@@ -206,20 +205,18 @@ class SupervisionItemWorkflow:
             if item_rules.waiting_for_timer(self._state, cmd, now, self._input.command_lead_tolerance_s):
                 break
             self._inbox.pop(0)
-            try:
-                problem = item_checks.shape_problem(cmd)  # a malformed signal is refused, never fatal
-                if problem is not None:
-                    raise IllegalCommand(problem)
-                events += item_rules.fire_due_timers(self._state, min(cmd.occurred_at, now))
-                item_rules.check_command_time(cmd, now, self._input.command_lead_tolerance_s)
-                await self._check_merge_target(cmd)
-                produced = item_rules.apply_command(self._state, cmd)
-                done.append(CommandOutcome(cmd.command_id, True, "", [e.event_type for e in produced]))
-                events += produced
-            except IllegalCommand as exc:
-                outcome = CommandOutcome(cmd.command_id, False, exc.reason)
-                item_rules.note_refusal(self._state, outcome)
-                done.append(outcome)
+            step = item_step.handle_command(self._state, cmd, now, self._input.command_lead_tolerance_s)
+            if step.outcome is None:  # a merge under rules revision 2: is the target registered?
+                found = await self._registered(step.lookup)
+                known = {step.lookup: found}
+                more = item_step.handle_command(
+                    self._state, cmd, now, self._input.command_lead_tolerance_s, known
+                )
+                step = item_step.Step(step.events + more.events, more.outcome)
+            assert step.outcome is not None
+            events += step.events
+            done.append(step.outcome)
+            if not step.outcome.applied:
                 kept = self._state.rejected[-1]  # clipped: a log line of a huge id is a hazard too
                 workflow.logger.warning("command %s rejected: %s", kept.command_id, kept.reason)
         if not self._state.terminal:
@@ -240,24 +237,16 @@ class SupervisionItemWorkflow:
             if previous is None or not previous.applied:  # a repeat never hides the real outcome
                 self._outcomes[outcome.command_id] = outcome
 
-    async def _check_merge_target(self, cmd: ItemCommand) -> None:
-        """Under rules revision 2, refuse a merge into an item the event store has never registered
-        (the ``item_registered`` activity reads it), once every other rule has passed."""
-        assert self._state is not None
-        if cmd.kind != CommandKind.MERGE or self._state.rules_revision < 2:
-            return
-        item_rules.check_command(self._state, cmd)
-        if cmd.command_id in self._state.applied_command_ids:
-            return
-        target = cmd.into_item_id.strip()
-        found = await workflow.execute_activity(
+    async def _registered(self, item_id: str) -> bool:
+        """Whether the event store holds ``item_id``'s registration (the ``item_registered``
+        activity): a merge target must exist under rules revision 2."""
+        found: bool = await workflow.execute_activity(
             item_registered,
-            target,
+            item_id,
             start_to_close_timeout=LOOKUP_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
-        if not found:
-            raise IllegalCommand(f"merge target {target!r} is not a registered item")
+        return found
 
     def _upsert_search_attributes(self) -> None:
         if not self._input.search_attributes or self._state is None:
@@ -268,17 +257,15 @@ class SupervisionItemWorkflow:
             sa.TOWN.value_set(reg.town or "(none)"),
             sa.COMMUNITY.value_set(reg.community or "(none)"),
             sa.CATEGORY.value_set(reg.category),
-            sa.STAGE.value_set(s.stage),
+            sa.STAGE.value_set(s.shown_stage),
             sa.OVERDUE.value_set(s.overdue),
             sa.ESCALATION_LEVEL.value_set(s.escalation_level),
-            sa.LIGHT.value_set(s.light if reg.policy else "(none)"),
+            sa.LIGHT.value_set(s.shown_light or "(none)"),
             sa.ORDER.value_set(reg.order_id or "(none)"),
         ]
         clock = s.clock("resolution")
         if clock is not None:
             updates.append(sa.DEADLINE.value_set(clock.deadline))
-        if s.suspended:
-            updates[4] = sa.STAGE.value_set("suspended")
         workflow.upsert_search_attributes(updates)
 
     def _upsert_memo(self) -> None:
@@ -376,8 +363,8 @@ def item_memo(s: ItemState) -> dict[str, Any]:
 
     clock = s.clock("resolution")
     return {
-        "stage": "suspended" if s.suspended else s.stage,
-        "light": s.light if s.registration.policy else None,
+        "stage": s.shown_stage,
+        "light": s.shown_light,
         "resolution_deadline": clock.deadline.isoformat() if clock else None,
         "escalated_to": ESCALATION_LADDER[s.escalation_level],
         "department": s.department,

@@ -36,14 +36,27 @@ class ItemProgress:
     @classmethod
     def of(cls, state: ItemState) -> ItemProgress:
         """The progress of ``state`` (stage ``suspended`` while the item is suspended)."""
-        stage = "suspended" if state.suspended else str(state.stage)
-        light = state.light if state.registration.policy else ""
-        return cls(state.item_id, stage, light, state.overdue, state.escalation_level)
+        return cls(
+            state.item_id, state.shown_stage, state.shown_light or "", state.overdue, state.escalation_level
+        )
 
     @property
     def code(self) -> str:
         """``stage|light|overdue(0/1)|level``, the compact form the order keeps."""
         return f"{self.stage}|{self.light}|{int(self.overdue)}|{self.escalation_level}"
+
+    @classmethod
+    def parse(cls, item_id: str, code: str) -> ItemProgress:
+        """The progress a ``code`` (``stage|light|overdue|level``) stands for.
+
+        Raises:
+            ValueError: not four ``|``-separated fields with an overdue of 0, 1 or empty (not yet
+                heard from: ``registered|||0``) and a whole level.
+        """
+        stage, light, overdue, level = code.split("|")
+        if overdue not in ("", "0", "1"):  # "": an item the order started and has not heard from
+            raise ValueError(f"overdue must be 0, 1 or empty in progress code {code!r}")
+        return cls(item_id, stage, light, overdue == "1", int(level))
 
     def signal_args(self) -> list[str]:
         """The ``item_progress`` signal's argument: ``[item id, code]``."""
@@ -98,17 +111,17 @@ class OrderSummary:
 
 def summarise(inp: OrderInput) -> OrderSummary:
     """Roll up ``inp.items`` (codes from ``ItemProgress.code``)."""
-    parts = [code.split("|") for code in inp.items.values()]
-    stages = Counter(p[0] for p in parts)
+    items = [ItemProgress.parse(item_id, code) for item_id, code in inp.items.items()]
+    stages = Counter(p.stage for p in items)
     return OrderSummary(
         order_id=inp.order_id,
         level=inp.level,
-        items=len(parts),
+        items=len(items),
         open=sum(n for stage, n in stages.items() if stage not in TERMINAL_STAGES),
         by_stage=dict(sorted(stages.items())),
-        by_light=dict(sorted(Counter(p[1] for p in parts if p[1]).items())),
-        overdue=sum(p[2] == "1" for p in parts),
-        escalated=sum(int(p[3]) > 0 for p in parts),
+        by_light=dict(sorted(Counter(p.light for p in items if p.light).items())),
+        overdue=sum(p.overdue for p in items),
+        escalated=sum(p.escalation_level > 0 for p in items),
         started_all=inp.pages_done,
         runs=inp.runs,
     )

@@ -15,8 +15,8 @@ from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from activities.event_recording import EventRecorder
-from activities.period_closing import install_schedules, schedule_id
 from duban.processes.worker import build_worker
+from duban.schedules import install_schedules, schedule_id
 from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, Registration

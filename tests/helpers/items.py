@@ -21,6 +21,7 @@ from workflows import item_rules as rules
 from workflows.errors import IllegalCommand
 from workflows.item_model import CommandOutcome, ItemCommand, ItemState, Registration
 from workflows.item_policy import apply_rulebook
+from workflows.item_step import handle_command
 from workflows.item_workflow import ItemOutcome, ItemWorkflowInput, SupervisionItemWorkflow
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
@@ -200,10 +201,7 @@ def item(item_id: str, *commands: ItemCommand) -> list[EventEnvelope]:
     reg = litter(cst(11, 2, 9, 0))
     reg.item_id, reg.department, reg.district = item_id, "UM", "Qiaotou"
     state, events = rules.register(reg)
-    for c in commands:
-        events += rules.fire_due_timers(state, c.occurred_at)
-        events += rules.apply_command(state, c)
-    return events
+    return events + run(state, *commands)
 
 
 def three_items() -> list[EventEnvelope]:
@@ -247,11 +245,14 @@ def three_items() -> list[EventEnvelope]:
 
 
 def run(state: ItemState, *commands: ItemCommand) -> list[EventEnvelope]:
-    """Apply commands in order, firing the timers due before each (as the workflow does)."""
+    """Apply commands in order at their own times, by the workflow's step (``item_step``: the timers
+    due before each fire first; merge targets count as registered); a refused command fails."""
     events: list[EventEnvelope] = []
     for c in commands:
-        events += rules.fire_due_timers(state, c.occurred_at)
-        events += rules.apply_command(state, c)
+        targets = {c.into_item_id.strip(): True} if c.kind == "merge" else None
+        step = handle_command(state, c, c.occurred_at, 0.0, targets)
+        assert step.outcome is not None and step.outcome.applied, f"{c.kind} refused: {step.outcome}"
+        events += step.events
     return events
 
 

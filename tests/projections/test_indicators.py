@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers.items import run
 from helpers.items import three_items as scenario
 from helpers.projections import fresh, project
 from sqlalchemy import Engine
@@ -134,8 +135,7 @@ def test_item_rates_follow_the_cohort_and_never_exceed_one(tmp_path: Path) -> No
         cmd("verify", cst(11, 3, 9, 30)),
         cmd("close", cst(11, 3, 10, 0)),
     ):
-        events += rules.fire_due_timers(state, c.occurred_at)
-        events += rules.apply_command(state, c)
+        events += run(state, c)
     eng = make_engine(f"sqlite:///{tmp_path / 'cohort.db'}")
     project(eng, events)
     monday = table(indicators(eng, "category", date(2026, 11, 2), date(2026, 11, 3)), "litter")

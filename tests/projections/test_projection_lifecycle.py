@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from helpers.items import cmd, cst, litter
+from helpers.items import cmd, cst, litter, run
 from helpers.projections import store
 from sqlalchemy import select
 
@@ -33,8 +33,7 @@ def lifecycle_events() -> list[EventEnvelope]:
         cmd("resume", cst(11, 3, 9, 0)),
         cmd("merge", cst(11, 3, 9, 30), into_item_id="L-0"),
     ):
-        events += rules.fire_due_timers(state, c.occurred_at)
-        events += rules.apply_command(state, c)
+        events += run(state, c)
     return events
 
 

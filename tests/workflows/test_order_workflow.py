@@ -143,3 +143,12 @@ async def test_an_order_with_an_unknown_level_fails_with_a_reason(
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
     assert "level must be one of district, city" in str(info.value.cause)
+
+
+def test_a_progress_code_reads_back_as_the_progress_it_codes() -> None:
+    progress = ItemProgress("i1", "accepted", "yellow", True, 2)
+    assert progress.code == "accepted|yellow|1|2"
+    assert ItemProgress.parse("i1", progress.code) == progress
+    assert ItemProgress.parse("i2", "registered|||0") == ItemProgress("i2", "registered", "", False, 0)
+    with pytest.raises(ValueError, match="overdue must be 0, 1 or empty"):
+        ItemProgress.parse("i3", "accepted||yes|0")

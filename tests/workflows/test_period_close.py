@@ -14,13 +14,14 @@ from helpers.projections import records
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.period_closing import PeriodClosing, projection_lag
+from activities.period_closing import PeriodClosing
 from duban.processes.worker import workflow_runner
 from events.sql import make_engine
 from events.store import EventStore
 from projections.frozen_periods import read_snapshots
 from projections.projector import ItemProjector
 from projections.scoring import load_scorebook
+from projections.store_sync import projection_lag
 from workflows.period_close import PeriodCloseInput, PeriodCloseWorkflow, period_ended_before
 
 SH = ZoneInfo("Asia/Shanghai")
