@@ -6,7 +6,12 @@ concurrency. The main job replays the first N Boston cases (all of its stages: s
 event recording to SQLite and Kafka, projection). Prints both rates and their ratio; the machine
 is shared and noisy, so only the ratio within one run means anything.
 
+With ``--against REF`` (a git commit, e.g. the one before a refactoring) the same benchmark runs
+first on that commit's code (a temporary worktree, in a subprocess on this environment), then on this
+one, and prints both ratios and their quotient: the change's cost, measured in one run.
+
 Usage: python bench/bench_simulate.py [--items 1000] [--data ../shared/data/boston311_2022_sample.csv]
+       [--against REF]
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -24,10 +32,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from duban.config import load_settings
-from duban.jobs.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
-from duban.processes.worker import workflow_runner
-from duban.stack.binaries import find_binary
+with workflow.unsafe.imports_passed_through():  # this script defines a workflow: the sandbox imports it
+    from duban.config import load_settings
+    from duban.jobs.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
+    from duban.processes.worker import workflow_runner
+    from duban.stack.binaries import find_binary
 
 
 @workflow.defn
@@ -69,7 +78,7 @@ async def trivial_rate(client: Client, items: int, concurrency: int) -> float:
         return items / (time.monotonic() - started)
 
 
-async def main(items: int, data: Path) -> None:
+async def main(items: int, data: Path) -> float:
     settings = load_settings()
     await ensure_kafka(settings)
     binary = find_binary("temporal-test-server")
@@ -91,11 +100,41 @@ async def main(items: int, data: Path) -> None:
     print(f"trivial workflow (items/s) {baseline:10.1f}")
     print(f"main job (items/s)         {main_rate:10.1f}")
     print(f"ratio main/trivial         {main_rate / baseline:10.3f}")
+    return main_rate / baseline
+
+
+def ratio_at(ref: str, items: int, data: Path) -> float:
+    """The main/trivial ratio of this benchmark on commit ``ref``'s code (a temporary worktree)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref], check=True)
+        try:
+            env = os.environ | {"PYTHONPATH": str(tree)}
+            args = [
+                sys.executable,
+                "bench/bench_simulate.py",
+                "--items",
+                str(items),
+                "--data",
+                str(data.resolve()),
+            ]
+            done = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, check=True)
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=False)
+    print(f"--- at {ref} ---\n{done.stdout}", end="")
+    return float(done.stdout.rsplit("ratio main/trivial", 1)[1].split()[0])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/boston311_2022_sample.csv"))
+    parser.add_argument("--against", help="a git commit to measure first, for the ratio of ratios")
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.data))
+    before = ratio_at(args.against, args.items, args.data) if args.against else None
+    if before is not None:
+        print("--- this tree ---")
+    now = asyncio.run(main(args.items, args.data))
+    if before is not None:
+        print(f"ratio now / ratio at {args.against}  {now / before:10.3f}  (above 1: faster now)")
