@@ -110,7 +110,11 @@ def ratio_at(ref: str, items: int, data: Path) -> float:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref], check=True)
         try:
-            env = os.environ | {"PYTHONPATH": str(tree)}
+            # the same embedded stack as this tree's run (the worktree's own would be left running)
+            env = os.environ | {
+                "PYTHONPATH": str(tree),
+                "DUBAN_DATA_DIR": str(load_settings().data_dir.resolve()),
+            }
             args = [
                 sys.executable,
                 "bench/bench_simulate.py",

@@ -97,18 +97,32 @@ async def apply_item_command(client: Client, item_id: str, command: ItemCommand)
 # --- reading: rankings, indicators, scores ------------------------------------------------------
 
 
+def _check_level(level: object) -> None:
+    if level not in rm.LEVELS:
+        raise ValidationError("level", f"must be one of {', '.join(rm.LEVELS)}, not {level!r}")
+
+
 def rankings(url: str, level: str, period: str | None, no_deadline: str = "exclude") -> list[Any]:
     """The ranking of ``level`` by on-time closure rate over ``period`` (all time when ``None``).
 
     Raises:
-        ValidationError: a bad period. ConfigurationError: no read models at ``url``.
+        ValidationError: a bad level, period or ``no_deadline`` (``exclude`` or ``on_time``).
+        ConfigurationError: no read models at ``url``.
     """
+    _check_level(level)
+    if no_deadline not in ("exclude", "on_time"):
+        raise ValidationError("no_deadline", f"must be exclude or on_time, not {no_deadline!r}")
     start, end = parse_period(period) if period else (None, None)
     return rank_units(wiring.read_models(url), level, start, end, no_deadline=no_deadline)
 
 
 def indicator_rows(url: str, level: str, period: str | None, options: ind.IndicatorOptions) -> list[Any]:
-    """Every indicator of every unit of ``level`` over ``period`` (all time when ``None``)."""
+    """Every indicator of every unit of ``level`` over ``period`` (all time when ``None``).
+
+    Raises:
+        ValidationError: a bad level or period. ConfigurationError: no read models at ``url``.
+    """
+    _check_level(level)
     start, end = parse_period(period) if period else (None, None)
     return ind.indicators(wiring.read_models(url), level, start, end, options)
 
@@ -133,6 +147,7 @@ def scores_report(
     Raises:
         ValidationError: a bad period, no scorebook version for it. ConfigurationError: no read models.
     """
+    _check_level(level)
     parse_period(period)
     book = scoring.load_scorebook(scorebook) if scorebook else scoring.load_scorebook()
     engine = wiring.read_models(url)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
 
 from activities.event_recording import EventRecorder
 from duban.config import Settings, check_database_url
@@ -103,14 +104,17 @@ def read_models(url: str) -> Engine:
             (the columns they lack are named, and the way to rebuild them).
     """
     engine = existing_database(url)
-    found = inspect(engine)
+    try:
+        found = inspect(engine)
+    except SQLAlchemyError as exc:  # not a database, a server that does not answer, no such database
+        raise ConfigurationError(f"database_url: {url}: {str(exc).splitlines()[0]}") from None
     if not found.has_table("unit_day_counters"):
-        stored = (
-            " (it holds an event store: is duban project running?)" if found.has_table("event_store") else ""
+        hint = (
+            "run duban project, or duban rebuild-read-models from its event store"
+            if found.has_table("event_store")
+            else "run duban simulate or duban project"
         )
-        raise ConfigurationError(
-            f"database_url: {url} holds no read models{stored} (run duban simulate or duban project)"
-        )
+        raise ConfigurationError(f"database_url: {url} holds no read models ({hint})")
     for table in (rm.item_view, rm.unit_day_counters, rm.score_adjustments):
         present = {c["name"] for c in found.get_columns(table.name)} if found.has_table(table.name) else set()
         missing = [c.name for c in table.columns if c.name not in present]

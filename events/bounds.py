@@ -274,14 +274,26 @@ def float_problem(value: object, low: float, high: float) -> str | None:
     return None
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPECIAL = frozenset({"inf", "infinity", "nan", "snan"})
+
+
 def points_problem(text: object) -> str | None:
     """What is wrong with ``text`` as the points of a manual adjustment (``"-1.50"``), or ``None``."""
     if not isinstance(text, str) or len(text) > CODE.max_chars:
         return f"must be a decimal number of at most {CODE.max_chars} characters"
+    if not _DECIMAL.fullmatch(text):  # Decimal() would take " 5", "1_0" and "Infinity"
+        return (
+            "must be a finite decimal number"
+            if text.strip().lower().lstrip("+-") in _SPECIAL
+            else (f"{text!r} is not a decimal number (digits, one point, an exponent: -1.50, 1e3)")
+        )
     try:
         points = Decimal(text)
     except InvalidOperation:
         return f"{text!r} is not a decimal number"
+    if points.is_zero():
+        return "must not be zero (an adjustment changes a score)"
     if not points.is_finite():
         return "must be a finite decimal number"
     if points.copy_abs() > POINTS_MAX:  # copy_abs, unlike abs, never rounds: 1e999999999 overflows

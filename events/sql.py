@@ -15,6 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from events.errors import ValidationError
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime column: ``timestamptz`` on PostgreSQL, naive-UTC text on SQLite.
@@ -40,9 +42,17 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str) -> Engine:
-    """Engine for ``url``; SQLite files get their folder created and WAL + busy timeout pragmas."""
+    """Engine for ``url``; SQLite files get WAL + busy timeout pragmas, and their folder is created if
+    its own parent exists (a data dir such as ``.duban``; a mistyped deep path is not created).
+
+    Raises:
+        ValidationError: field ``database_url``, a SQLite file in a folder whose parent is missing.
+    """
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if not folder.parent.is_dir():
+            raise ValidationError("database_url", f"{url}: no such folder {folder.parent} (check the path)")
+        folder.mkdir(exist_ok=True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # psycopg 3 is the driver
     engine = create_engine(url, future=True)

@@ -348,6 +348,8 @@ def calendar_versions(name: str, directory: Path = CALENDAR_DIR) -> tuple[Calend
             found and version.effective_from <= found[-1].effective_from
         ):
             raise ValidationError(f"{where}.effective_from", "must be a date after the previous version's")
+        if any(v.version == version.version for v in found):
+            raise ValidationError(f"{where}.version", f"{version.version!r} names an earlier version too")
         found.append(version)
     if not found:
         raise ValidationError(f"{name}.yaml", "holds no version")

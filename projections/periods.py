@@ -11,13 +11,18 @@ import calendar
 import re
 from datetime import date, timedelta
 
+from events import bounds
 from events.errors import ValidationError
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_HALF = re.compile(r"^(\d{4})-(\d{2})-H([12])$")
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_YEAR = re.compile(r"^(\d{4})$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+_HALF = re.compile(r"^(\d{4})-(\d{2})-H([12])$", re.ASCII)
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.ASCII)
+_YEAR = re.compile(r"^(\d{4})$", re.ASCII)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+
+
+PERIOD_EARLIEST = date(1900, 1, 1)
+"""Periods lie from 1900 to 2199 (the latest a stored event may carry), spelled in ASCII digits."""
 
 
 def parse_period(text: str) -> tuple[date, date]:
@@ -27,6 +32,13 @@ def parse_period(text: str) -> tuple[date, date]:
         ValidationError: field ``period``, with the accepted spellings in the reason.
     """
     text = text.strip()
+    start, end = _span(text)
+    if start < PERIOD_EARLIEST or end > bounds.STORED_LATEST.date():
+        raise ValidationError("period", f"{text!r} must lie from 1900 to 2199")
+    return start, end
+
+
+def _span(text: str) -> tuple[date, date]:
     try:
         if m := _HALF.match(text):
             year, month, half = int(m[1]), int(m[2]), int(m[3])

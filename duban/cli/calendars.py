@@ -10,6 +10,7 @@ import typer
 
 from duban.cli.common import errors
 from events.errors import ValidationError
+from events.working_calendar import CALENDARS
 
 calendars_app = typer.Typer(
     help="The working calendars (events/calendars/*.yaml): list their versions, draft a new one.",
@@ -42,17 +43,34 @@ def draft(
     """Print a new version drafted from the installed ``holidays`` library, to review and append to
     ``events/calendars/NAME.yaml`` (items registered before keep their version)."""
     from duban.calendar_data import version_yaml
+    from events.working_calendar import calendar_versions
 
     with errors():
-        span = re.fullmatch(r"(\d{4})-(\d{4})", years)
+        span = re.fullmatch(r"([0-9]{4})-([0-9]{4})", years)
         if span is None:
             raise ValidationError("years", f"{years!r} is not FIRST-LAST, e.g. 2010-2040")
-        if not re.fullmatch(r"[0-9A-Za-z.\-]{1,16}", version):
-            raise ValidationError("version", "must be 1 to 16 letters, digits, dots or dashes")
+        if not re.fullmatch(r"[0-9][0-9A-Za-z.\-]{0,15}", version):
+            raise ValidationError("version", "must be 1 to 16 letters, digits, dots or dashes, from a digit")
         try:
-            start = date.fromisoformat(effective_from) if len(effective_from) == 10 else None
+            start = (
+                date.fromisoformat(effective_from)
+                if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", effective_from)
+                else None
+            )
         except ValueError:
             start = None
         if start is None:
-            raise ValidationError("effective_from", f"{effective_from!r} is not a date (YYYY-MM-DD)")
-        typer.echo(version_yaml(name, version, start, int(span[1]), int(span[2])), nl=False)
+            raise ValidationError("effective-from", f"{effective_from!r} is not a date (YYYY-MM-DD)")
+        first, last = int(span[1]), int(span[2])
+        existing = calendar_versions(name) if name in CALENDARS else ()
+        if any(v.version == version for v in existing):
+            raise ValidationError("version", f"{name}@{version} exists already; name the new version anew")
+        if existing and start <= existing[-1].effective_from:
+            latest = existing[-1]
+            raise ValidationError(
+                "effective-from",
+                f"must be after {latest.effective_from}, when {name}@{latest.version} took effect",
+            )
+        if not first <= start.year <= last:
+            raise ValidationError("effective-from", f"must lie in the years it covers, {first}-{last}")
+        typer.echo(version_yaml(name, version, start, first, last), nl=False)

@@ -34,6 +34,11 @@ from workflows.item_policy import policy_of
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
+MAX_ITEMS = 1000
+"""A demo, not a load test: at most this many items (``bench/`` measures load)."""
+MIN_MINUTES, MAX_MINUTES = 0.25, 60.0
+"""The resolution window in real minutes: at least 15 s (each fate's steps must fit in it), at most an
+hour (someone is watching)."""
 DEFAULT_SAMPLE = Path("../shared/data/boston311_2022_sample.csv")
 FATES = ("closed early", "closed after warning", "closed after breach", "left open")
 CLOSE_AT = {0: 0.3, 1: 0.85, 2: 1.25}  # share of the resolution window at which each fate closes
@@ -146,11 +151,16 @@ async def run_demo(
     """Run the demo (see module docstring); prints progress and the Temporal UI address.
 
     Raises:
-        ConfigurationError: the sample file is missing or ``items`` < 1.
+        ConfigurationError: the sample file is missing, ``items`` not 1 to ``MAX_ITEMS``, or
+            ``window_minutes`` not ``MIN_MINUTES`` to ``MAX_MINUTES``.
         StackError: the embedded stack cannot start.
     """
-    if items < 1:
-        raise ConfigurationError("items must be at least 1")
+    if not 1 <= items <= MAX_ITEMS:
+        raise ConfigurationError(f"items: must be from 1 to {MAX_ITEMS}")
+    if not MIN_MINUTES <= window_minutes <= MAX_MINUTES:  # also refuses nan
+        raise ConfigurationError(
+            f"minutes: must be from {MIN_MINUTES} to {MAX_MINUTES:g} (a real-time window)"
+        )
     if not sample.is_file():
         raise ConfigurationError(f"demo sample not found: {sample} (run from the repository root)")
     await asyncio.to_thread(stack_up, settings)
@@ -178,8 +188,11 @@ async def run_demo(
         ]
         for line in await asyncio.gather(*plays):
             print("  " + line)
-    ui = f"http://127.0.0.1:{EMBEDDED_TEMPORAL_UI_PORT}" if settings.temporal_embedded else "your Temporal UI"
-    print(f"\nTemporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")
+    path = f"/namespaces/{settings.temporal_namespace}/workflows"
+    if settings.temporal_embedded:
+        print(f"\nTemporal UI: http://127.0.0.1:{EMBEDDED_TEMPORAL_UI_PORT}{path}")
+    else:
+        print(f"\nTemporal UI: the Web UI of {settings.temporal_target}, at {path}")
     print("Find the items with queries such as:")
     print(f"  WorkflowId STARTS_WITH 'item-demo-{run}'")
     print(
@@ -187,6 +200,5 @@ async def run_demo(
     )
     print(f"  DubanLight = 'red' AND DubanDepartment = '{cases[0].department}'")
     print(f"  DubanDepartment = '{cases[0].department}' AND DubanOverdue = true")
-    print(
-        "The stack keeps running: `duban stack down` stops it. Open items wait for a worker (`duban worker`)."
-    )
+    stopping = "`duban stack down` stops it" if settings.temporal_embedded else "it is not duban's to stop"
+    print(f"The stack keeps running ({stopping}). Open items wait for a worker (`duban worker`).")

@@ -180,6 +180,12 @@ def test_the_demo_plays_its_four_fates_on_the_stack(
         "DUBAN_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}", "DUBAN_KAFKA_IDEMPOTENT": "false",
         "DUBAN_DATA_DIR": str(tmp_path),
     }  # fmt: skip
+    for bad, message in (
+        ("--minutes nan", "minutes: must be from 0.25 to 60"),
+        ("--items 0", "items: must be"),
+    ):
+        refused = CliRunner().invoke(app, ["demo", *bad.split()], env=env)
+        assert refused.exit_code == 2 and refused.output.startswith(f"error: {message}"), refused.output
     done = CliRunner().invoke(app, ["demo", "--items", "4", "--minutes", "0.4"], env=env)
     assert done.exit_code == 0, done.output
     fates = sorted(line.split(": ", 1)[1] for line in done.output.splitlines() if line.startswith("  demo-"))
@@ -192,7 +198,10 @@ def test_the_demo_plays_its_four_fates_on_the_stack(
         "closed early → on time True, escalation level 0",
         "left open → light red, escalation level 2",
     ]
-    assert "Temporal UI: your Temporal UI/namespaces/default/workflows" in done.output  # an external server
+    assert (
+        f"Temporal UI: the Web UI of 127.0.0.1:{ports.temporal}, at /namespaces/default/workflows"
+        in done.output
+    )
 
 
 def test_down_stops_everything(stack: tuple[Settings, EmbeddedPorts, StackStatus]) -> None:

@@ -123,7 +123,10 @@ def test_instants_lie_between_1990_and_2100_for_input_and_1970_and_2200_when_sto
         ("-1E+1000000", "must lie from -1000 to 1000, got -1E+1000000"),
         ("1e-999999999", "must have at most 2 decimal places, got 1e-999999999"),
         ("1e3", None),
-        ("lots", "'lots' is not a decimal number"),
+        ("lots", "'lots' is not a decimal number (digits, one point, an exponent: -1.50, 1e3)"),
+        ("1_0", "'1_0' is not a decimal number (digits, one point, an exponent: -1.50, 1e3)"),  # was 10
+        (" 5", "' 5' is not a decimal number (digits, one point, an exponent: -1.50, 1e3)"),
+        ("-0", "must not be zero (an adjustment changes a score)"),  # was shown as -0 points
         ("-1.50", None),
         ("1000", None),
     ],

@@ -114,3 +114,36 @@ def test_a_registration_on_a_policy_with_a_bad_reference_names_the_field() -> No
     with pytest.raises(ValidationError) as info:
         check_policy(dataclasses.replace(reg.policy, calendar="china@0.0"))
     assert info.value.field == "policy.calendar" and "unknown version '0.0'" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("--version 2026.1 --effective-from 2027-01-01", "version: china@2026.1 exists already"),
+        (
+            "--version 2027.1 --effective-from 1989-12-31 --years 1989-2027",
+            "effective-from: must be after 1990-01-01",
+        ),
+        ("--version 2027.1 --effective-from 2045-01-01", "effective-from: must lie in the years it covers"),
+        ("--version 2027.1 --effective-from 2027-W01-1", "effective-from: '2027-W01-1' is not a date"),
+        ("--version ... --effective-from 2027-01-01", "version: must be 1 to 16 letters"),
+        (
+            "--version 2027.1 --effective-from 2027-01-01 --years ٢٠٢٦-٢٠٢٧",
+            "years: '٢٠٢٦-٢٠٢٧' is not FIRST-LAST",
+        ),
+    ],
+)
+def test_a_draft_that_could_not_be_appended_is_refused(args: str, message: str) -> None:
+    """Found by a new user: a draft reusing a version name, taking effect before the last version or
+    outside the years it covers was printed, and once appended silently lost or broke the file."""
+    done = CliRunner().invoke(app, ["calendars", "draft", "china", "--years", "2026-2027", *args.split()])
+    assert done.exit_code == 2 and done.output.startswith(f"error: {message}"), done.output
+
+
+def test_a_file_naming_one_version_twice_is_refused(tmp_path: Path) -> None:
+    twice = calendar_file("china", "2026.1", date(1990, 1, 1), 2026, 2026) + version_yaml(
+        "china", "2026.1", date(2027, 1, 1), 2026, 2027
+    )
+    (tmp_path / "china.yaml").write_text(twice, encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"versions\[1\]\.version: '2026\.1' names an earlier version"):
+        calendar_versions("china", tmp_path)
