@@ -288,7 +288,13 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
             continue
         pid = _read_pid(settings, spec)
         address = f"{HOST}:{spec.port}"
-        detail = ("answering" if port_answers(HOST, spec.port) else "not answering") if pid else ""
+        answering = port_answers(HOST, spec.port)
+        if pid:
+            detail = "answering" if answering else "not answering"
+        else:  # ours is not running, but something may hold the port: a stack of another data dir
+            detail = (
+                "its port answers: a process not started from this data dir holds it" if answering else ""
+            )
         services.append(
             ServiceStatus(
                 name, address, "running" if pid else "stopped", pid, _log_file(settings, name), detail

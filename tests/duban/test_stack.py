@@ -152,6 +152,11 @@ def test_port_taken_by_another_process(tmp_path: Path) -> None:
         squatter.listen()
         with pytest.raises(StackError, match=rf"port {ports.kafka} needed by the embedded kafka"):
             stack_up(Settings(data_dir=tmp_path), ports)
+        kafka = stack_status(Settings(data_dir=tmp_path), ports).service("kafka")  # it said "stopped" only
+        assert (kafka.state, kafka.detail) == (
+            "stopped",
+            "its port answers: a process not started from this data dir holds it",
+        )
     assert _port_free(ports.temporal), "nothing may be started when a port is taken"
     assert not list((tmp_path / "run").iterdir())
 
