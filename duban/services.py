@@ -112,7 +112,7 @@ def rankings(url: str, level: str, period: str | None, no_deadline: str = "exclu
     _check_level(level)
     if no_deadline not in ("exclude", "on_time"):
         raise ValidationError("no_deadline", f"must be exclude or on_time, not {no_deadline!r}")
-    start, end = parse_period(period) if period else (None, None)
+    start, end = parse_period(period) if period is not None else (None, None)  # "" is no period
     return rank_units(wiring.read_models(url), level, start, end, no_deadline=no_deadline)
 
 
@@ -123,7 +123,7 @@ def indicator_rows(url: str, level: str, period: str | None, options: ind.Indica
         ValidationError: a bad level or period. ConfigurationError: no read models at ``url``.
     """
     _check_level(level)
-    start, end = parse_period(period) if period else (None, None)
+    start, end = parse_period(period) if period is not None else (None, None)  # "" is no period
     return ind.indicators(wiring.read_models(url), level, start, end, options)
 
 
@@ -299,9 +299,14 @@ def rebuild_read_models(url: str) -> Rebuilt:
         ConfigurationError: not an existing database, or one without an event store.
     """
     from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
 
     engine = wiring.existing_database(url)
-    if not inspect(engine).has_table("event_store"):
+    try:
+        has_store = inspect(engine).has_table("event_store")
+    except SQLAlchemyError as exc:  # not a database, a server that does not answer
+        raise ConfigurationError(f"database_url: {url}: {str(exc).splitlines()[0]}") from None
+    if not has_store:
         raise ConfigurationError(f"database_url: {url} holds no event store to rebuild from")
     store = EventStore(engine)
     rm.drop_tables(engine)

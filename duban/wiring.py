@@ -53,9 +53,9 @@ async def recording(
     store = EventStore(engine)
     store.create()
     producer = make_producer(settings)
-    await producer.start()
     again = (lambda: ensure_topics(settings)) if recreate_topics else None
     try:
+        await producer.start()
         yield Recording(
             engine, store, producer, EventRecorder(store, producer, topic or settings.events_topic, again)
         )

@@ -308,7 +308,7 @@ def _period(pair: object, where: str) -> Period:
 
 
 def _dates(values: object, where: str) -> frozenset[date]:
-    if not isinstance(values, list) or not all(isinstance(v, date) for v in values):
+    if not isinstance(values, list) or not all(type(v) is date for v in values):  # not a datetime
         raise ValidationError(where, "must be a list of YYYY-MM-DD dates")
     return frozenset(values)
 
@@ -324,7 +324,10 @@ def calendar_versions(name: str, directory: Path = CALENDAR_DIR) -> tuple[Calend
     """
     if name not in CALENDARS or not (directory / f"{name}.yaml").is_file():
         raise ValidationError("calendar", f"unknown calendar {name!r}; known: {', '.join(CALENDARS)}")
-    data = yaml.load((directory / f"{name}.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
+    try:
+        data = yaml.load((directory / f"{name}.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{name}.yaml", f"is not YAML ({str(exc).splitlines()[0]})") from None
     versions = data.get("versions") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("calendar") != name or not isinstance(versions, list):
         raise ValidationError(f"{name}.yaml", f"must hold calendar: {name} and a list of versions")
@@ -342,8 +345,12 @@ def calendar_versions(name: str, directory: Path = CALENDAR_DIR) -> tuple[Calend
             version = CalendarVersion(
                 name, str(v["version"]), v["effective_from"], str(v["source"]), (first, last), calendar
             )
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.{exc.field}", exc.reason) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(where, f"is not a calendar version ({exc!r})") from exc
+        if type(version.effective_from) is not date or first > last:
+            raise ValidationError(where, "needs a date effective_from (not a time) and years [first, last]")
         if not isinstance(version.effective_from, date) or (
             found and version.effective_from <= found[-1].effective_from
         ):

@@ -84,9 +84,10 @@ class ItemWorkflowInput:
 def check_input(input: ItemWorkflowInput, workflow_id: str) -> None:
     """Raise ``ValidationError`` naming the field unless ``input`` can start the workflow
     ``workflow_id``: the id is ``item-<item id>`` (one workflow per item, so event ids never collide),
-    at most ``events.bounds.MAX_INITIAL_COMMANDS`` initial commands, a clock offset and a lead
-    tolerance that are finite and at most ten years, and continue-as-new after 10 to 40,000 events
-    (Temporal's hard limit is 51,200). The registration itself is checked by ``item_rules.register``."""
+    at most ``events.bounds.MAX_INITIAL_COMMANDS`` initial commands, a finite clock offset of at most
+    a hundred years either way (a simulation replays history), a lead tolerance of at most ten years,
+    and continue-as-new after 10 to 40,000 events (Temporal's hard limit is 51,200). The
+    registration itself is checked by ``item_rules.register``."""
     item_id = (input.carried.registration if input.carried else input.registration).item_id
     if workflow_id != f"item-{item_id}":
         raise ValidationError(

@@ -13,7 +13,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_contracts import start_order_page
     from workflows.order_model import (
         ORDER_LEVELS,
+        ItemProgress,
         OrderInput,
         OrderPage,
         OrderPageInput,
@@ -88,10 +89,20 @@ class SupervisionOrderWorkflow:
             workflow.continue_as_new(dataclasses.replace(self._input, runs=self._input.runs + 1))
 
     @workflow.signal
-    def item_progress(self, progress: list[str]) -> None:
+    def item_progress(self, raw: RawValue) -> None:
         """An item's new summary, ``[item id, ItemProgress.code]`` (sent by the item on every change;
-        two strings decode far faster than a dataclass, and an order gets one signal per item step)."""
-        item_id, code = progress
+        two strings decode far faster than a dataclass, and an order gets one signal per item step).
+        Any client can signal: the payload arrives raw, and a malformed one is dropped with a log
+        line, never fatal to the order."""
+        try:
+            progress = workflow.payload_converter().from_payload(raw.payload)
+            item_id, code = progress
+            if not isinstance(item_id, str) or not isinstance(code, str) or len(item_id) > 128:
+                raise ValueError("not [item id, progress code]")
+            ItemProgress.parse(item_id, code)
+        except Exception as exc:
+            workflow.logger.warning("item_progress refused: %s", str(exc)[:200])
+            return
         previous = self._input.items.get(item_id)
         self._input.items[item_id] = code
         self._open += is_open(code) - (is_open(previous) if previous is not None else 0)

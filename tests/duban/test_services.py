@@ -23,6 +23,8 @@ def test_a_bad_level_or_rule_names_its_field(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         services.rankings(url, "department", None, no_deadline="maybe")
     assert (info.value.field, info.value.reason) == ("no_deadline", "must be exclude or on_time, not 'maybe'")
+    with pytest.raises(ValidationError, match=r"^period: '' is not a period"):  # it meant all periods
+        services.rankings(url, "department", "")
     for call in (
         lambda: services.indicator_rows(url, "planet", None, IndicatorOptions()),
         lambda: services.scores_report(url, "planet", "2022-05", None, IndicatorOptions()),

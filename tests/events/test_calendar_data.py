@@ -64,6 +64,7 @@ def test_an_item_keeps_the_version_in_force_at_its_registration(tmp_path: Path) 
     [
         ("calendar: us-ma\nversions: []\n", "china.yaml: must hold calendar: china and a list of versions"),
         ("calendar: china\nversions: []\n", "china.yaml: holds no version"),
+        ("calendar: [china\n", "china.yaml: is not YAML"),
         (
             "calendar: china\nversions:\n  - version: x\n",
             "china.yaml: versions[0]: is not a calendar version",
@@ -146,4 +147,15 @@ def test_a_file_naming_one_version_twice_is_refused(tmp_path: Path) -> None:
     )
     (tmp_path / "china.yaml").write_text(twice, encoding="utf-8")
     with pytest.raises(ValidationError, match=r"versions\[1\]\.version: '2026\.1' names an earlier version"):
+        calendar_versions("china", tmp_path)
+
+
+def test_a_time_where_a_date_belongs_is_refused(tmp_path: Path) -> None:
+    """YAML reads ``2024-01-02 00:00:00`` as a datetime, which passes for a date: a holiday so written
+    was silently ignored, and an effective_from so written broke every lookup with a TypeError."""
+    text = calendar_file("china", "2026.1", date(1990, 1, 1), 2026, 2026)
+    (tmp_path / "china.yaml").write_text(
+        text.replace("      - 2026-01-01\n", "      - 2026-01-01 00:00:00\n")
+    )
+    with pytest.raises(ValidationError, match=r"versions\[0\]\.holidays: must be a list of YYYY-MM-DD dates"):
         calendar_versions("china", tmp_path)
