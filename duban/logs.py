@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 import structlog
 
@@ -31,3 +33,15 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
         # Resolve sys.stderr at each use: test runners and tools swap it after configuration.
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )
+
+
+@contextlib.contextmanager
+def quiet_logger(logger_name: str) -> Iterator[None]:
+    """Silence a library's log records (below CRITICAL) for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -18,7 +18,7 @@ from activities.event_recording import EventRecorder
 from duban.config import Settings, check_database_url
 from duban.errors import ConfigurationError
 from duban.kafka import make_producer
-from duban.stack.embedded import quiet_logger
+from duban.logs import quiet_logger
 from duban.stack.probes import ensure_topics
 from events.sql import make_engine
 
@@ -84,7 +84,8 @@ def existing_database(url: str) -> Engine:
     """An engine on ``url``, a PostgreSQL URL or an existing SQLite file.
 
     Raises:
-        ConfigurationError: not a SQLite or PostgreSQL URL, an in-memory SQLite, or no such file.
+        ConfigurationError: not a SQLite or PostgreSQL URL, an in-memory SQLite, no such file, or a
+            database that cannot be read (not a database, a server that does not answer).
     """
     check_database_url(url, "database_url")
     path = url.removeprefix("sqlite:///")
@@ -92,7 +93,13 @@ def existing_database(url: str) -> Engine:
         raise ConfigurationError(f"database_url: {url} is not a SQLite file (use sqlite:///path/to/file.db)")
     if url.startswith("sqlite:///") and not Path(path).is_file():
         raise ConfigurationError(f"database_url: no such SQLite file: {path}")
-    return make_engine(url)
+    engine = make_engine(url)
+    try:
+        inspect(engine).get_table_names()
+    except SQLAlchemyError as exc:  # not a database, a server that does not answer, no such database
+        engine.dispose()
+        raise ConfigurationError(f"database_url: {url}: {str(exc).splitlines()[0]}") from None
+    return engine
 
 
 def read_models(url: str) -> Engine:
@@ -104,10 +111,7 @@ def read_models(url: str) -> Engine:
             (the columns they lack are named, and the way to rebuild them).
     """
     engine = existing_database(url)
-    try:
-        found = inspect(engine)
-    except SQLAlchemyError as exc:  # not a database, a server that does not answer, no such database
-        raise ConfigurationError(f"database_url: {url}: {str(exc).splitlines()[0]}") from None
+    found = inspect(engine)
     if not found.has_table("unit_day_counters"):
         hint = (
             "run duban project, or duban rebuild-read-models from its event store"

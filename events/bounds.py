@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -276,6 +276,20 @@ def float_problem(value: object, low: float, high: float) -> str | None:
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SPECIAL = frozenset({"inf", "infinity", "nan", "snan"})
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: object) -> date | None:
+    """The date ``text`` spells as ``YYYY-MM-DD`` in ASCII digits, or ``None`` (not ``2022-W19-1``,
+    ``20220503``, ``2026-11-31`` or full-width digits, which ``date.fromisoformat`` may accept)."""
+    if not isinstance(text, str) or not _ISO_DAY.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def points_problem(text: object) -> str | None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Annotated
 
 import typer
 
 from duban.cli.common import errors
+from events.bounds import iso_day
 from events.errors import ValidationError
 from events.working_calendar import CALENDARS
 
@@ -51,14 +51,7 @@ def draft(
             raise ValidationError("years", f"{years!r} is not FIRST-LAST, e.g. 2010-2040")
         if not re.fullmatch(r"[0-9][0-9A-Za-z.\-]{0,15}", version):
             raise ValidationError("version", "must be 1 to 16 letters, digits, dots or dashes, from a digit")
-        try:
-            start = (
-                date.fromisoformat(effective_from)
-                if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", effective_from)
-                else None
-            )
-        except ValueError:
-            start = None
+        start = iso_day(effective_from)  # YYYY-MM-DD only, not 2027-W01-1
         if start is None:
             raise ValidationError("effective-from", f"{effective_from!r} is not a date (YYYY-MM-DD)")
         first, last = int(span[1]), int(span[2])

@@ -9,14 +9,12 @@ parts on a private loop, in a helper thread when called from inside a running lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, TypeVar
 from duban import config
 from duban.config import Settings
 from duban.errors import StackError
+from duban.logs import quiet_logger
 from duban.stack.binaries import find_binary
 from duban.stack.probes import (
     HOST,
@@ -34,12 +33,16 @@ from duban.stack.probes import (
     port_free,
     temporal_ready,
 )
+from duban.stack.status import ServiceStatus, StackStatus, check_database, projection_status
 
 TEMPORAL_READY_TIMEOUT_S = 60.0
 KAFKA_READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 _T = TypeVar("_T")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started by this interpreter
+
+
+__all__ = ["EmbeddedPorts", "ServiceStatus", "StackStatus", "stack_down", "stack_status", "stack_up"]
 
 
 @dataclass(frozen=True)
@@ -49,33 +52,6 @@ class EmbeddedPorts:
     temporal: int = int(config.EMBEDDED_TEMPORAL_ADDRESS.rsplit(":", 1)[1])
     temporal_ui: int = config.EMBEDDED_TEMPORAL_UI_PORT
     kafka: int = int(config.EMBEDDED_KAFKA_BOOTSTRAP.rsplit(":", 1)[1])
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """One service. ``state``: running / stopped (embedded), external (configured), file (SQLite)."""
-
-    name: str
-    address: str
-    state: str
-    pid: int | None = None
-    log: Path | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    """Every service of the stack, and the Temporal UI URL when Temporal is embedded."""
-
-    services: tuple[ServiceStatus, ...]
-    temporal_ui: str | None = None
-
-    def service(self, name: str) -> ServiceStatus:
-        """The entry named ``name`` ("temporal", "kafka" or "database"); KeyError if absent."""
-        for svc in self.services:
-            if svc.name == name:
-                return svc
-        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -185,18 +161,6 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, _then_collect(coro)).result()
 
 
-@contextlib.contextmanager
-def quiet_logger(logger_name: str) -> Iterator[None]:
-    """Silence a library's log records (below CRITICAL) for the duration of the block."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -> None:
     timeout = TEMPORAL_READY_TIMEOUT_S if spec.name == "temporal" else KAFKA_READY_TIMEOUT_S
     deadline = time.monotonic() + timeout
@@ -221,58 +185,6 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
     raise StackError(
         f"{spec.name} not ready on {address} after {timeout:.0f} s ({last!r}); tail of {log}:\n{_tail(log)}"
     )
-
-
-def _check_database(settings: Settings, strict: bool = True) -> ServiceStatus:
-    """Report the database; SQLite: make sure its folder exists. Raises StackError if unreachable."""
-    from sqlalchemy import create_engine, text
-
-    from events.sql import make_engine
-
-    url = make_engine(settings.database).url
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite":
-        path = Path(url.database) if url.database and url.database != ":memory:" else None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        detail = "exists" if path is not None and path.exists() else "created on first use"
-        return ServiceStatus("database", shown, "file", detail=detail)
-    args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
-    engine = create_engine(url, connect_args=args)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        if strict:
-            raise StackError(f"database {shown} does not answer: {exc}") from exc
-        return ServiceStatus("database", shown, "external", detail=f"not answering: {exc}")
-    finally:
-        engine.dispose()
-    return ServiceStatus("database", shown, "external", detail="answering")
-
-
-def _projection_status(settings: Settings) -> ServiceStatus | None:
-    """The projection's backlog (stored events not yet applied to the read models), when the
-    database holds an event store; ``None`` otherwise or when it cannot be read."""
-    from sqlalchemy import inspect
-
-    from events.sql import make_engine
-    from projections.store_sync import backlog
-
-    url = settings.database
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        return None
-    engine = make_engine(url)
-    try:
-        if not inspect(engine).has_table("event_store") or not inspect(engine).has_table("applied_events"):
-            return None
-        behind = backlog(engine)
-    except Exception:  # an unreachable or foreign database: the database row says so
-        return None
-    finally:
-        engine.dispose()
-    state = "caught up" if behind == 0 else "behind"
-    return ServiceStatus("projection", "read models", state, detail=f"{behind} stored events not yet applied")
 
 
 def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -> StackStatus:
@@ -301,7 +213,7 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
             )
         )
     services.append(database)
-    projection = _projection_status(settings) if database.detail != "created on first use" else None
+    projection = projection_status(settings) if database.detail != "created on first use" else None
     if projection is not None:
         services.append(projection)
     ui = f"http://{HOST}:{ports.temporal_ui}" if settings.temporal_embedded else None
@@ -314,7 +226,7 @@ def stack_status(settings: Settings, ports: EmbeddedPorts | None = None) -> Stac
     Args:
         ports: the ports the stack was started with (default: the standard ones).
     """
-    return _status(settings, ports or EmbeddedPorts(), _check_database(settings, strict=False))
+    return _status(settings, ports or EmbeddedPorts(), check_database(settings, strict=False))
 
 
 def _launch(spec: _Spec, cmd: list[str], settings: Settings) -> int:
@@ -370,7 +282,7 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
     ports = ports or EmbeddedPorts()
     for sub in ("logs", "run"):
         (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
-    database = _check_database(settings)
+    database = check_database(settings)
     specs = _specs(settings, ports)
     running = {s.name: pid for s in specs if (pid := _read_pid(settings, s)) is not None}
     to_start = [s for s in specs if s.name not in running]

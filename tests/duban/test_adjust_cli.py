@@ -8,13 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers.servers import topics_ready
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from duban.cli import app
 from duban.config import Settings
-from duban.errors import StackError
-from duban.stack.probes import ensure_topics
 from events.sql import make_engine
 from events.store import EventStore
 from projections import read_models as rm
@@ -28,14 +27,7 @@ async def test_an_adjustment_is_recorded_once_and_reaches_the_read_models(
     url = f"sqlite:///{tmp_path / 'a.db'}"
     settings = replace(Settings(), kafka_bootstrap=broker, kafka_idempotent=False, events_topic=topic,
                        dead_letter_topic=f"{topic}.dlq", database_url=url)  # fmt: skip
-    for attempt in range(40):  # the port answers a moment before the broker serves requests
-        try:
-            await ensure_topics(settings)
-            break
-        except StackError:
-            if attempt == 39:
-                raise
-            await asyncio.sleep(0.25)
+    await topics_ready(settings)
     env = {
         "DUBAN_KAFKA_BOOTSTRAP": broker, "DUBAN_KAFKA_IDEMPOTENT": "false", "DUBAN_EVENTS_TOPIC": topic,
         "DUBAN_DEAD_LETTER_TOPIC": f"{topic}.dlq", "DUBAN_DATABASE_URL": url, "DUBAN_DATA_DIR": str(tmp_path),

@@ -38,6 +38,8 @@ def test_a_file_that_is_not_a_database_is_a_configuration_error(tmp_path: Path) 
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(ConfigurationError, match=r"^database_url: sqlite:///.*garbage\.db: .*not a database"):
         services.rankings(f"sqlite:///{garbage}", "department", None)
+    with pytest.raises(ConfigurationError, match=r"not a database"):  # it leaked the raw SQL error
+        services.rebuild_read_models(f"sqlite:///{garbage}")
 
 
 def test_no_folder_is_created_for_a_mistyped_sqlite_path(tmp_path: Path) -> None:

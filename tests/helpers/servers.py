@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from duban.stack.binaries import find_binary
 from duban.stack.probes import wait_for_port
@@ -61,3 +63,18 @@ class Tansu:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+async def topics_ready(settings: Any, attempts: int = 40) -> None:
+    """Create ``settings``' topics, retrying for up to ``attempts`` × 0.25 s: a broker's port answers a
+    moment before it serves requests."""
+    from duban.stack.probes import ensure_topics
+
+    for attempt in range(attempts):
+        try:
+            await ensure_topics(settings)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.25)

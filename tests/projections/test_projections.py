@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from helpers.projections import fresh, store
+from helpers.servers import topics_ready
 from sqlalchemy import Engine, func, insert, select
 
 from duban.config import Settings
-from duban.errors import StackError
-from duban.stack.probes import ensure_topics
 from events.codec import encode_event, event_to_dict
 from events.envelope import EventEnvelope
 from events.sql import make_engine
@@ -392,14 +391,7 @@ async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]
 async def test_consumer_resumes_from_stored_offsets_on_a_real_broker(broker: str, tmp_path: Path) -> None:
     topic = f"items-{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=broker, events_topic=topic, dead_letter_topic=f"{topic}.dlq")
-    for attempt in range(40):  # the port answers a moment before the broker serves requests
-        try:
-            await ensure_topics(settings)
-            break
-        except StackError:
-            if attempt == 39:
-                raise
-            await asyncio.sleep(0.25)
+    await topics_ready(settings)
     eng = make_engine(f"sqlite:///{tmp_path / 'kafka.db'}")
     first = in_time_order({k: ALL[k] for k in "ABC"})
     second = in_time_order({k: ALL[k] for k in "DE"})

@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from helpers.items import INSPECTOR, command, opening_commands, registration, three_items
 from helpers.projections import fresh, rebuilt
-from helpers.servers import Tansu, free_ports
+from helpers.servers import Tansu, free_ports, topics_ready
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -69,17 +69,6 @@ def applied_count(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(rm.applied_events)).scalar_one())
 
 
-async def ready(settings: Settings) -> None:
-    for attempt in range(40):  # the port answers a moment before the broker serves requests
-        try:
-            await ensure_topics(settings)
-            return
-        except Exception:
-            if attempt == 39:
-                raise
-            await asyncio.sleep(0.25)
-
-
 PER_ITEM = 6  # registered, dispatched, accepted, rectified, verified, closed
 
 
@@ -109,7 +98,7 @@ async def test_a_broker_restarted_empty_mid_run_loses_nothing(
     topic = f"events-{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=tansu.address, kafka_idempotent=False, events_topic=topic,
                         dead_letter_topic=f"{topic}.dlq")  # fmt: skip
-    await ready(settings)
+    await topics_ready(settings)
     store = EventStore(engine)
     producer = make_producer(settings)
     await producer.start()
@@ -167,7 +156,7 @@ async def test_a_retried_recording_publishes_what_the_store_holds(
     topic = f"retry-{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=broker, kafka_idempotent=False, events_topic=topic,
                         dead_letter_topic=f"{topic}.dlq")  # fmt: skip
-    await ready(settings)
+    await topics_ready(settings)
     store = EventStore(engine)
     events = three_items()  # all on 2026-11-02, Asia/Shanghai
     # First attempt: stored, then the publish is lost (no producer: as if the broker failed).
