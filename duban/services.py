@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -101,7 +102,7 @@ def _check_level(level: object) -> None:
         raise ValidationError("level", f"must be one of {', '.join(rm.LEVELS)}, not {level!r}")
 
 
-def rankings(url: str, level: str, period: str | None, no_deadline: str = "exclude") -> list[Any]:
+def rankings(url: str | Engine, level: str, period: str | None, no_deadline: str = "exclude") -> list[Any]:
     """The ranking of ``level`` by on-time closure rate over ``period`` (all time when ``None``).
 
     Raises:
@@ -115,7 +116,9 @@ def rankings(url: str, level: str, period: str | None, no_deadline: str = "exclu
     return rank_units(wiring.read_models(url), level, start, end, no_deadline=no_deadline)
 
 
-def indicator_rows(url: str, level: str, period: str | None, options: ind.IndicatorOptions) -> list[Any]:
+def indicator_rows(
+    url: str | Engine, level: str, period: str | None, options: ind.IndicatorOptions
+) -> list[Any]:
     """Every indicator of every unit of ``level`` over ``period`` (all time when ``None``).
 
     Raises:
@@ -138,7 +141,7 @@ class ScoresReport:
 
 
 def scores_report(
-    url: str, level: str, period: str, scorebook: Path | None, options: ind.IndicatorOptions
+    url: str | Engine, level: str, period: str, scorebook: Path | None, options: ind.IndicatorOptions
 ) -> ScoresReport:
     """The scores of ``level`` for ``period``: as frozen if it is closed, else as they stand now under
     ``scorebook`` (default: the built-in one) and ``options``.

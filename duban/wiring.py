@@ -102,15 +102,17 @@ def existing_database(url: str) -> Engine:
     return engine
 
 
-def read_models(url: str) -> Engine:
+def read_models(url: str | Engine) -> Engine:
     """An engine on a database that holds this duban's read models (every column of ``item_view``,
-    ``unit_day_counters`` and ``score_adjustments``).
+    ``unit_day_counters`` and ``score_adjustments``): a new one on ``url``, or ``url`` itself when it
+    is an engine already (a process that holds one, like the gateway, checks it and keeps it).
 
     Raises:
         ConfigurationError: as ``existing_database``; no read models; read models of an older duban
             (the columns they lack are named, and the way to rebuild them).
     """
-    engine = existing_database(url)
+    engine = url if isinstance(url, Engine) else existing_database(url)
+    url = engine.url.render_as_string(hide_password=True)
     found = inspect(engine)
     if not found.has_table("unit_day_counters"):
         hint = (

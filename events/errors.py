@@ -27,6 +27,16 @@ class ValidationError(DubanError):
         self.reason = reason
 
 
+class DocumentError(ValidationError):
+    """A document of rules as data (a rulebook, a service catalogue…) is invalid: ``field`` is the key
+    path inside it, ``source`` names the document (its path)."""
+
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        super().__init__(field, reason)
+        self.source = source
+        self.args = (f"{source}: {field}: {reason}",)
+
+
 class EventValidationError(ValidationError):
     """An event (envelope or payload) is malformed: raised by the codec, never half-applied."""
 

@@ -21,6 +21,7 @@ from helpers.servers import Tansu, free_ports
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -31,6 +32,7 @@ from duban.processes.worker import workflow_runner
 from duban.stack.binaries import find_binary
 from events.sql import make_engine
 from events.store import EventStore
+from workflows import search_attributes as sa
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
 
@@ -84,6 +86,23 @@ async def workflow_env(temporal_test_server_path: Path) -> AsyncIterator[Workflo
         gc.collect()  # free the bridge client while the loop lives (sdk-python#300)
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env(temporal_cli_path: Path) -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (``temporal server start-dev``, in memory) with duban's search
+    attributes, shared by the session: for tests that run in real time, like production.
+
+    The time-skipping test server is no stand-in for it under load: with signals of 200 KB it once
+    acknowledged twelve signals that never reached the workflow's history."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli_path), search_attributes=sa.ALL_KEYS
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+        gc.collect()
+
+
 SHARED_CLOCK_LIMIT = timedelta(days=400)
 """How far one test may move the shared time-skipping clock (the longest test skips ~120 days)."""
 
@@ -127,16 +146,20 @@ def item_worker(workflow_env: WorkflowEnvironment, event_store: EventStore) -> I
     """Factory of workers running ``SupervisionItemWorkflow`` and ``record_events`` into a store.
 
     Use inside the test: ``async with item_worker() as task_queue: ...``. The worker stops when the
-    block exits, always before the session's environment shuts down.
+    block exits, always before the session's environment shuts down. ``client`` points it at another
+    server than the session's (the dev server of ``dev_env``).
     """
 
     @asynccontextmanager
-    async def run(store: EventStore | None = None, task_queue: str | None = None) -> AsyncIterator[str]:
+    async def run(
+        store: EventStore | None = None, task_queue: str | None = None, client: Client | None = None
+    ) -> AsyncIterator[str]:
         queue = task_queue or unique_task_queue()
+        client = client or workflow_env.client
         recorder = EventRecorder(store or event_store, None, "t")
-        paging = OrderPaging(workflow_env.client, OrderItems((store or event_store).engine), queue)
+        paging = OrderPaging(client, OrderItems((store or event_store).engine), queue)
         async with Worker(
-            workflow_env.client,
+            client,
             task_queue=queue,
             workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow],
             activities=[

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from events.errors import ValidationError
+from events.errors import DocumentError, ValidationError
 from events.working_calendar import WorkingCalendar, hours_to_seconds
 from workflows.item_model import ESCALATION_LADDER
 
@@ -36,13 +36,8 @@ DEFAULT_RULEBOOK_PATH = Path(__file__).with_name("rulebooks") / "default.yaml"
 OFFSET_REASON = "must be a date-time carrying a UTC offset, e.g. 2026-01-01T00:00:00+08:00"
 
 
-class RulebookError(ValidationError):
+class RulebookError(DocumentError):
     """A rulebook document is invalid: ``field`` is the path inside it, ``source`` names the document."""
-
-    def __init__(self, source: str, field: str, reason: str) -> None:
-        super().__init__(field, reason)
-        self.source = source
-        self.args = (f"{source}: {field}: {reason}",)
 
 
 def _aware_utc(value: datetime, field: str) -> datetime:

@@ -16,6 +16,8 @@ import typer
 from duban.cli import reports as cli_reports
 from duban.cli.calendars import calendars_app
 from duban.cli.common import errors, run_async, writable_file
+from duban.cli.gateway import keys_app
+from duban.cli.gateway import serve as serve_command
 from duban.cli.stack import stack_app
 from duban.config import load_settings
 from duban.errors import ConfigurationError
@@ -27,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
 app.add_typer(calendars_app, name="calendars", help="The working calendars: list versions, draft one.")
+app.add_typer(keys_app, name="keys", help="Integrator keys for the gateway: create, list, revoke.")
 
 
 @app.callback()
@@ -156,3 +159,4 @@ app.command()(cli_reports.adjust)
 app.command("close-period")(cli_reports.close_period)
 app.command()(cli_reports.schedules)
 app.command("rebuild-read-models")(cli_reports.rebuild_read_models)
+app.command("serve")(serve_command)

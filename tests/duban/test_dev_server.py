@@ -5,12 +5,8 @@ escalated items."""
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest_asyncio
 from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,24 +14,11 @@ from activities.event_recording import EventRecorder
 from duban.processes.worker import build_worker
 from duban.schedules import install_schedules, schedule_id
 from events.store import EventStore
-from workflows import search_attributes as sa
 from workflows.item_model import CommandKind, ItemCommand, Registration
 from workflows.item_policy import apply_rulebook
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
 from workflows.period_close import CADENCES
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def dev_env(temporal_cli_path: Path) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli_path), search_attributes=sa.ALL_KEYS
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-        gc.collect()
 
 
 async def _visible(env: WorkflowEnvironment, query: str, workflow_id: str) -> bool:
