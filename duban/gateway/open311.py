@@ -72,8 +72,9 @@ def respond(fmt: str, root: str, body: Any, status: int = 200) -> Response:
 
 
 def error_response(request: Request, status: int, description: str) -> Response:
-    """The spec's error document for ``status`` (403 for a bad key)."""
-    status = 403 if status == 401 else status
+    """The spec's error document for ``status``: a bad key is 403 and a refused value 400, as the
+    spec has them (duban's own API says 401 and 422)."""
+    status = {401: 403, 422: 400}.get(status, status)
     fmt = "xml" if request.url.path.endswith(".xml") else "json"
     return respond(fmt, "errors", [{"code": status, "description": description}], status)
 

@@ -3,16 +3,10 @@ broker and both databases: an item through duban's API, another through Open311,
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-import pytest_asyncio
-from helpers.gateway import RunningGateway, running_gateway
-from temporalio.testing import WorkflowEnvironment
+from helpers.gateway import RunningGateway, unique
 
 from events.store import EventStore
 
@@ -23,34 +17,6 @@ from events.store import EventStore
 REPORTED = "2026-11-30T10:00:00+08:00"
 GREENERY_DEADLINE_UTC = "2026-12-07T09:30:00+00:00"
 GREENERY_DEADLINE_LOCAL = "2026-12-07T17:30:00+08:00"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gateway.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    from helpers.projections import fresh
-
-    from events.sql import make_engine
-
-    engine = make_engine(url)
-    fresh(engine)
-    engine.dispose()
-    return url
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def gateway(
-    dev_env: WorkflowEnvironment, broker: str, database_url: str
-) -> AsyncIterator[RunningGateway]:
-    async with running_gateway(dev_env, broker, database_url) as gw:
-        yield gw
-
-
-def unique(prefix: str) -> str:
-    """An item id no other test uses (the dev server is shared by the session)."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 PERSON = {"dispatcher": "zhao", "handling_unit": "li", "inspector": "chen"}

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -60,6 +59,17 @@ class RunningGateway:
             events = conn.execute(select(func.count()).select_from(stored_events)).scalar_one()
             views = conn.execute(select(func.count()).select_from(rm.item_view)).scalar_one()
         return int(events), int(views)
+
+    async def settled_counts(self) -> tuple[int, int]:
+        """``counts()`` once they hold still for half a second (earlier tests' events projected)."""
+        last = self.counts()
+        for _ in range(100):
+            await asyncio.sleep(0.5)
+            now = self.counts()
+            if now == last:
+                return now
+            last = now
+        raise AssertionError("the event store and read models never held still")
 
     async def projected(self, item_id: str, stage: str, timeout_s: float = 30) -> Any:
         """The ``item_view`` row of ``item_id`` once it shows ``stage`` (polled)."""
@@ -115,5 +125,6 @@ async def running_gateway(
             engine.dispose()
 
 
-def iso(value: datetime) -> str:
-    return value.isoformat()
+def unique(prefix: str) -> str:
+    """An item id no other test uses (the dev server is shared by the session)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
