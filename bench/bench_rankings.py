@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -30,12 +28,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from servers import free_port, start_tansu
 from sqlalchemy import Engine, case, func, insert, select
 
 from duban.config import Settings
 from duban.kafka import make_producer
-from duban.stack.binaries import find_binary
-from duban.stack.probes import ensure_topics, wait_for_port
+from duban.stack.probes import ensure_topics
 from events.codec import encode_event
 from events.sql import make_engine
 from projections import read_models as rm
@@ -164,24 +162,9 @@ def domain_events(n: int) -> list[tuple[bytes, bytes]]:
 
 async def part_two(n: int) -> None:
     print(f"Part 2: projection of {n:,} events against raw consumption")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    args = [
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    broker = subprocess.Popen(
-        [str(find_binary("tansu")), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    port = free_port()
+    broker = start_tansu(port)
     try:
-        wait_for_port("127.0.0.1", port, 30)
         bootstrap = f"127.0.0.1:{port}"
         settings = replace(Settings(), kafka_bootstrap=bootstrap, kafka_idempotent=False, topic_partitions=3)
         await ensure_topics(settings)

@@ -18,10 +18,17 @@ address that is set means "use that service and start nothing".
 | events_topic        | DUBAN_EVENTS_TOPIC        | duban.item-events                        |
 | dead_letter_topic   | DUBAN_DEAD_LETTER_TOPIC   | duban.item-events.dlq                    |
 | topic_partitions    | DUBAN_TOPIC_PARTITIONS    | 3                                        |
+| commands_topic      | DUBAN_COMMANDS_TOPIC      | duban.commands                           |
+| command_results_topic | DUBAN_COMMAND_RESULTS_TOPIC | duban.command-results                |
+| commands_dead_letter_topic | DUBAN_COMMANDS_DEAD_LETTER_TOPIC | duban.commands.dlq         |
+| webhook_retry_initial_s | DUBAN_WEBHOOK_RETRY_INITIAL_S | 1 (seconds before the first retry)   |
+| webhook_retry_max_interval_s | DUBAN_WEBHOOK_RETRY_MAX_INTERVAL_S | 600 (longest wait between tries) |
+| webhook_give_up_after_s | DUBAN_WEBHOOK_GIVE_UP_AFTER_S | 86400 (then the delivery is parked)  |
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -49,6 +56,12 @@ class Settings:
     events_topic: str = "duban.item-events"
     dead_letter_topic: str = "duban.item-events.dlq"
     topic_partitions: int = 3
+    commands_topic: str = "duban.commands"
+    command_results_topic: str = "duban.command-results"
+    commands_dead_letter_topic: str = "duban.commands.dlq"
+    webhook_retry_initial_s: float = 1.0
+    webhook_retry_max_interval_s: float = 600.0
+    webhook_give_up_after_s: float = 86_400.0
 
     @property
     def temporal_target(self) -> str:
@@ -137,6 +150,14 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         if value < 1:
             raise ConfigurationError(f"{source}: topic_partitions must be at least 1, got {value}")
         return value
+    if name.startswith("webhook_"):
+        try:
+            number = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or not 0.1 <= number <= 30 * 86_400:
+            raise ConfigurationError(f"{source}: {name} must be seconds from 0.1 to 2592000, got {raw!r}")
+        return number
     if name == "kafka_idempotent":
         if isinstance(raw, bool):
             return raw

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -35,9 +35,9 @@ from projections.frozen_periods import ProjectionBehind, Snapshot, freeze_when_p
 from projections.periods import parse_period, previous_period
 from projections.projector import ItemProjector
 from projections.rankings import rank_units
-from workflows.item_client import ItemHandle, apply_command, start_item
+from workflows.item_client import ItemHandle, apply_command, item_workflow_id, start_item
 from workflows.item_model import CommandOutcome, ItemCommand
-from workflows.item_workflow import ItemWorkflowInput
+from workflows.item_workflow import ItemOutcome, ItemWorkflowInput
 
 MAX_CLOSE_WAIT_S = 86_400.0
 """The longest wait of ``close_period`` for the projection (a day): longer is a typo, not a plan."""
@@ -92,6 +92,41 @@ async def apply_item_command(client: Client, item_id: str, command: ItemCommand)
         raise CommandRefused(
             getattr(cause, "type", None) or "Refused", getattr(cause, "message", str(exc))
         ) from None
+
+
+async def apply_item_command_with_start(
+    client: Client, input: ItemWorkflowInput, command: ItemCommand, task_queue: str
+) -> CommandOutcome:
+    """Apply ``command`` to the item of ``input``, starting the item first if it is not running
+    (Temporal update-with-start: one call, the start and the update succeed or fail together).
+
+    Raises:
+        ItemEnded: the item's workflow has ended (apply the command with ``apply_item_command``: a
+            repeat of a command it applied is answered, anything else is refused).
+        CommandRefused: malformed or illegal now (the workflow's reason).
+    """
+    reg = input.registration
+    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        "SupervisionItemWorkflow",
+        input,
+        id=item_workflow_id(reg.item_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        result_type=ItemOutcome,
+    )
+    try:
+        outcome: CommandOutcome = await client.execute_update_with_start_workflow(
+            "apply_command", command, start_workflow_operation=start, result_type=CommandOutcome
+        )
+    except WorkflowAlreadyStartedError:
+        raise ItemEnded(f"item {reg.item_id} was registered before and has ended") from None
+    except WorkflowUpdateFailedError as exc:
+        cause: Any = exc.cause
+        raise CommandRefused(
+            getattr(cause, "type", None) or "Refused", getattr(cause, "message", str(exc))
+        ) from None
+    return outcome
 
 
 # --- reading: rankings, indicators, scores ------------------------------------------------------

@@ -19,6 +19,7 @@ from events import bounds as b
 from events import types as t
 from events.envelope import SCHEMA_VERSION, EventEnvelope
 from events.errors import EventValidationError
+from events.strict_json import RepeatedKey, refuse_repeated_keys
 
 _ENVELOPE_STR = ("event_id", "event_type", "item_id", "actor", "correlation_id", "causation_id")
 
@@ -225,15 +226,6 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
-def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise EventValidationError("event", f"repeats the key {key!r} in one object")
-        out[key] = value
-    return out
-
-
 def decode_event(raw: bytes | str) -> EventEnvelope:
     """Decode and validate one event from JSON.
 
@@ -244,7 +236,9 @@ def decode_event(raw: bytes | str) -> EventEnvelope:
     if len(raw) > b.MAX_EVENT_BYTES:
         raise EventValidationError("event", f"is {len(raw)} bytes long; at most {b.MAX_EVENT_BYTES}")
     try:
-        data = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
+        data = json.loads(raw, object_pairs_hook=refuse_repeated_keys)
+    except RepeatedKey as exc:
+        raise EventValidationError("event", f"repeats the key {exc.field!r} in one object") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EventValidationError("event", f"is not valid UTF-8 JSON: {exc}") from None
     return event_from_dict(data)

@@ -6,6 +6,7 @@ that restarted empty gets them back (issue 8).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from events.errors import TopicsUnavailable
@@ -45,18 +46,24 @@ async def ensure_topics(settings: TopicSettings, bootstrap: str | None = None) -
     Raises:
         TopicsUnavailable: the broker cannot be reached or refuses to create a topic.
     """
+    names = (settings.events_topic, settings.dead_letter_topic)
+    return await create_missing_topics(bootstrap or settings.kafka_target, names, settings.topic_partitions)
+
+
+async def create_missing_topics(target: str, names: Sequence[str], partitions: int) -> list[str]:
+    """Create the topics of ``names`` that ``target`` (bootstrap servers) lacks, with ``partitions``
+    each and replication 1; the names created. Raises ``TopicsUnavailable`` as ``ensure_topics``."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
-    target = bootstrap or settings.kafka_target
     admin = AIOKafkaAdminClient(bootstrap_servers=target, request_timeout_ms=10_000)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        wanted = [t for t in (settings.events_topic, settings.dead_letter_topic) if t not in existing]
+        wanted = [t for t in names if t not in existing]
         if not wanted:
             return []
-        news = [NewTopic(t, settings.topic_partitions, 1) for t in wanted]
+        news = [NewTopic(t, partitions, 1) for t in wanted]
         response = await admin.create_topics(news)
         for err in response.to_object().get("topic_errors", []):
             if err["error_code"] not in (0, TOPIC_ALREADY_EXISTS):

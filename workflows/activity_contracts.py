@@ -15,6 +15,7 @@ from temporalio import activity
 
 from events.envelope import EventEnvelope
 from workflows.order_model import OrderPage, OrderPageInput
+from workflows.webhook_model import DeliveryAttempt, DeliveryInput, ParkInput
 
 
 @dataclass
@@ -66,3 +67,16 @@ async def start_order_page(page: OrderPageInput) -> OrderPage:
 async def close_period(period: str) -> PeriodClosed:
     """Freeze ``period`` once the projection has caught up (``activities.period_closing``)."""
     raise NotImplementedError("a contract: the worker runs activities.period_closing")
+
+
+@activity.defn(name="deliver_webhook")
+async def deliver_webhook(input: DeliveryInput) -> DeliveryAttempt:
+    """POST the event to the subscription's URL, signed; raise on anything but 2xx so Temporal
+    retries (``activities.webhooks.WebhookDelivery``)."""
+    raise NotImplementedError("a contract: the worker runs activities.webhooks")
+
+
+@activity.defn(name="park_webhook_delivery")
+async def park_webhook_delivery(input: ParkInput) -> None:
+    """Mark a delivery parked with its last error (``activities.webhooks.WebhookDelivery``)."""
+    raise NotImplementedError("a contract: the worker runs activities.webhooks")

@@ -24,6 +24,7 @@ from temporalio.api.common.v1 import Payload
 
 from events.bounds import MAX_EVENT_BYTES
 from events.errors import ValidationError
+from events.strict_json import refuse_repeated_keys
 from workflows.item_model import ItemCommand
 
 T = TypeVar("T")
@@ -41,15 +42,6 @@ def _adapter(tp: type[T]) -> TypeAdapter[T]:
     if adapter is None:
         adapter = _ADAPTERS[tp] = TypeAdapter(tp)
     return adapter
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValidationError(key, "is given twice")
-        out[key] = value
-    return out
 
 
 def _dataclass_of(hint: Any) -> type | None:
@@ -104,7 +96,7 @@ def decode_json(data: bytes, tp: type[T], what: str, max_bytes: int) -> T:
     if len(data) > max_bytes:
         raise ValidationError(what, f"is {len(data)} bytes long; at most {max_bytes} are accepted")
     try:
-        parsed = json.loads(data, object_pairs_hook=_pairs)
+        parsed = json.loads(data, object_pairs_hook=refuse_repeated_keys)
     except ValidationError as exc:
         raise ValidationError(f"{what}.{exc.field}", exc.reason) from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

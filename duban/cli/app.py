@@ -19,6 +19,7 @@ from duban.cli.common import errors, run_async, writable_file
 from duban.cli.gateway import keys_app
 from duban.cli.gateway import serve as serve_command
 from duban.cli.stack import stack_app
+from duban.cli.webhooks import webhooks_app
 from duban.config import load_settings
 from duban.errors import ConfigurationError
 from duban.logs import configure_logging
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
 app.add_typer(calendars_app, name="calendars", help="The working calendars: list versions, draft one.")
 app.add_typer(keys_app, name="keys", help="Integrator keys for the gateway: create, list, revoke.")
+app.add_typer(webhooks_app, name="webhooks", help="Webhook subscriptions: add, list, remove, deliveries.")
 
 
 @app.callback()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
 
 from duban.cli.common import errors, fail
 from duban.config import load_settings
+from duban.logs import configure_logging
 
 keys_app = typer.Typer(help="Integrator keys: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -76,17 +78,34 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key id (from keys lis
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
+    bridge: Annotated[
+        bool, typer.Option(help="Run the command topic bridge (duban.commands → duban.command-results).")
+    ] = True,
+    webhooks: Annotated[bool, typer.Option(help="Run the webhook dispatcher.")] = True,
 ) -> None:
-    """Run the gateway: duban's HTTP API (/v1, docs at /docs) and Open311 GeoReport v2 (/open311/v2)."""
+    """Run the gateway: duban's HTTP API (/v1, docs at /docs), Open311 GeoReport v2 (/open311/v2),
+    the command topic bridge and the webhook dispatcher (``duban worker`` delivers the webhooks)."""
     import uvicorn
 
-    from duban.gateway.app import create_app
+    from duban.gateway.app import DispatchOptions, create_app
+    from duban.gateway.bridge import BridgeOptions
     from duban.gateway.context import open_gateway
 
+    if (
+        ctx.parent is not None
+        and ctx.parent.params.get("log_level") == "WARNING"
+        and not os.environ.get("DUBAN_LOG_LEVEL")
+    ):
+        configure_logging("INFO")  # the access log is INFO: on unless a level was chosen
     settings = load_settings()
-    app = create_app(lambda: open_gateway(settings))
+    app = create_app(
+        lambda: open_gateway(settings),
+        BridgeOptions() if bridge else None,
+        DispatchOptions() if webhooks else None,
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     except SystemExit as exc:  # uvicorn exits when the app cannot start (Temporal down, bad catalogue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -38,10 +39,14 @@ def _run(action: Callable[..., StackStatus]) -> StackStatus:
 
 
 @stack_app.command("up")
-def up() -> None:
+def up(
+    apps: Annotated[
+        bool, typer.Option("--apps", help="Also run duban worker, duban project and duban serve (port 8080).")
+    ] = False,
+) -> None:
     """Start the embedded services that are not running and wait until they answer."""
     started = time.monotonic()
-    status = _run(stack_up)
+    status = _run(lambda settings: stack_up(settings, apps=apps))
     typer.echo(_table(status))
     if status.temporal_ui:
         typer.echo(f"Temporal UI: {status.temporal_ui}")

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -24,13 +25,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from activities.webhooks import SubscriptionNotFound, WebhookStore
 from duban import services
-from duban.gateway import http_api, open311
+from duban.gateway import http_api, open311, webhooks
+from duban.gateway.bridge import BridgeOptions, start_bridge
 from duban.gateway.context import Gateway
+from duban.gateway.dispatcher import SETTLE_S, WebhookDispatcher
 from duban.gateway.items import ItemConflict, ItemNotFound
 from duban.gateway.keys import KeyRefused, OutOfScope
 from duban.stack.probes import host_port, port_answers
 from events.errors import DubanError, ValidationError
+from workflows.webhook_model import RetrySchedule
 
 log = structlog.get_logger("duban.gateway")
 GatewayFactory = Callable[[], Any]  # an async context manager yielding a Gateway
@@ -44,6 +49,8 @@ def _status(exc: DubanError) -> tuple[int, str, str, str]:
         return 403, "OutOfScope", "", str(exc)
     if isinstance(exc, ItemNotFound):
         return 404, "ItemNotFound", "item_id", str(exc)
+    if isinstance(exc, SubscriptionNotFound):
+        return 404, "SubscriptionNotFound", "subscription_id", str(exc)
     if isinstance(exc, ItemConflict):
         return 409, "ItemConflict", "item_id", str(exc)
     if isinstance(exc, services.CommandRefused):
@@ -59,15 +66,49 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def create_app(open_gateway: GatewayFactory) -> FastAPI:
+@dataclass(frozen=True)
+class DispatchOptions:
+    """The webhook dispatcher (``duban.gateway.dispatcher``): how often it looks at the store, in
+    seconds, and its settle window."""
+
+    poll_s: float = 1.0
+    settle_s: float = SETTLE_S
+
+
+def create_app(
+    open_gateway: GatewayFactory,
+    bridge: BridgeOptions | None = None,
+    dispatch: DispatchOptions | None = None,
+) -> FastAPI:
     """The application; ``open_gateway()`` is entered for the app's lifetime (``duban serve`` passes
-    ``duban.gateway.context.open_gateway`` on its settings; the tests their own)."""
+    ``duban.gateway.context.open_gateway`` on its settings; the tests their own). With ``bridge``
+    the command topic bridge (``duban.gateway.bridge``) runs in the same process and loop, and with
+    ``dispatch`` the webhook dispatcher."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_gateway() as gw:
             app.state.gateway = gw
-            yield
+            app.state.webhooks = WebhookStore(gw.engine)
+            app.state.webhooks.create()
+            stop = asyncio.Event()
+            dispatching = None
+            if dispatch is not None:
+                s = gw.settings
+                retry = RetrySchedule(
+                    s.webhook_retry_initial_s, s.webhook_retry_max_interval_s, s.webhook_give_up_after_s
+                )
+                dispatcher = WebhookDispatcher(gw.engine, gw.client, s.task_queue, retry, dispatch.settle_s)
+                dispatching = asyncio.create_task(dispatcher.run(stop, dispatch.poll_s))
+            running = await start_bridge(gw, bridge) if bridge is not None else None
+            try:
+                yield
+            finally:
+                stop.set()
+                if running is not None:
+                    await running.stop()
+                if dispatching is not None:
+                    await dispatching
 
     app = FastAPI(
         title="duban gateway",
@@ -77,6 +118,7 @@ def create_app(open_gateway: GatewayFactory) -> FastAPI:
     )
     app.include_router(http_api.router)
     app.include_router(open311.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(DubanError)
     async def expected(request: Request, exc: DubanError) -> Response:

@@ -20,6 +20,7 @@ from duban.gateway.context import Gateway
 from duban.gateway.intake import CommandBody, RegisterBody, command_of, registration_of
 from duban.gateway.keys import REGISTER, IntegratorKey, OutOfScope
 from events.errors import DubanError
+from workflows import search_attributes as sa
 from workflows.item_client import item_workflow_id
 from workflows.item_model import CommandOutcome, ItemState, Registration
 from workflows.item_workflow import ItemWorkflowInput
@@ -106,6 +107,64 @@ async def register(gw: Gateway, key: IntegratorKey, body: RegisterBody, extras: 
     return Registered(reg.item_id, created, reg)
 
 
+async def apply_with_start(
+    gw: Gateway, key: IntegratorKey, body: RegisterBody, command_body: CommandBody
+) -> CommandOutcome:
+    """Apply ``command_body`` to the item of ``body``, registering it first if needed (one Temporal
+    update-with-start); the scope must cover both the registration and the command.
+
+    Raises:
+        ValidationError, OutOfScope, ItemConflict, services.CommandRefused.
+    """
+    version = gw.catalogue.in_force(datetime.now(UTC))
+    reg, _ = registration_of(body, version, gw.rulebook, key.integrator)
+    command = command_of(command_body, key.integrator)
+    if await _status(gw, reg.item_id) is not None:  # registered: its scope is checked on its state
+        return await apply(gw, key, reg.item_id, command_body)
+    for kind, role in ((REGISTER, ""), (command.kind, command.role)):
+        refusal = key.scope.refusal(kind, role, reg.department, reg.town)
+        if refusal:
+            raise OutOfScope(refusal)
+    try:
+        return await services.apply_item_command_with_start(
+            gw.client, ItemWorkflowInput(reg, []), command, gw.settings.task_queue
+        )
+    except services.ItemEnded:  # a repeat after the end is answered; anything else is refused
+        return await apply(gw, key, reg.item_id, command_body)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a running item stands for a scope check: its department now and its town."""
+
+    department: str
+    town: str
+
+
+async def standing(gw: Gateway, item_id: str) -> Standing | None:
+    """The department and town of item ``item_id`` from its workflow's search attributes (one call
+    to the Temporal server, which the worker does not serve: cheaper than the ``state`` query), or
+    ``None`` when the item's workflow has ended or carries no attributes (a server without duban's
+    attributes, or an item still in its first workflow task): then ask ``item_state``.
+
+    Raises:
+        ItemNotFound: no workflow ``item-<item_id>``.
+    """
+    try:
+        described = await gw.client.get_workflow_handle(item_workflow_id(item_id)).describe()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise ItemNotFound(f"no item {item_id!r}") from None
+        raise
+    if described.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    found = described.typed_search_attributes
+    department, town = found.get(sa.DEPARTMENT), found.get(sa.TOWN)
+    if department is None or town is None:
+        return None
+    return Standing(*("" if v == "(none)" else v for v in (department, town)))
+
+
 async def apply(gw: Gateway, key: IntegratorKey, item_id: str, body: CommandBody) -> CommandOutcome:
     """Apply the command of ``body`` to item ``item_id`` and return its outcome (a repeated command
     id returns the first outcome, applied once).
@@ -114,13 +173,21 @@ async def apply(gw: Gateway, key: IntegratorKey, item_id: str, body: CommandBody
         ValidationError, OutOfScope, ItemNotFound, ItemConflict (ended), services.CommandRefused.
     """
     command = command_of(body, key.integrator)
-    state = await item_state(gw, item_id)
-    reg = state.registration
-    refusal = key.scope.refusal(command.kind, command.role, state.department or reg.department, reg.town)
+    where = await standing(gw, item_id)
+    state = None
+    if where is None:
+        state = await item_state(gw, item_id)
+        where = Standing(state.department or state.registration.department, state.registration.town)
+    refusal = key.scope.refusal(command.kind, command.role, where.department, where.town)
     if refusal:
         raise OutOfScope(refusal)
-    if state.terminal:  # its workflow has completed: only a repeat of an applied command is answered
+    if state is not None and state.terminal:  # completed: only a repeat of an applied command is answered
         if state.applied_kinds.get(command.command_id) == command.kind:
             return CommandOutcome(command.command_id, True, "applied before")
         raise ItemConflict(f"item {item_id} has ended ({state.stage}); it takes no more commands")
-    return await services.apply_item_command(gw.client, item_id, command)
+    try:
+        return await services.apply_item_command(gw.client, item_id, command)
+    except RPCError as exc:  # it ended between the look and the update: answer as for an ended item
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return await apply(gw, key, item_id, body)

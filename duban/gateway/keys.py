@@ -27,10 +27,14 @@ from workflows.item_model import CommandKind, Role
 ANY = "*"
 REGISTER = "register"
 """The scope kind that allows registering items (the others are ``CommandKind`` values)."""
-KINDS = frozenset({REGISTER, *(k.value for k in CommandKind)})
+SUBSCRIBE = "subscribe"
+"""The scope kind that allows managing webhook subscriptions (``duban.gateway.webhooks``)."""
+KINDS = frozenset({REGISTER, SUBSCRIBE, *(k.value for k in CommandKind)})
 ROLES = frozenset(r.value for r in Role)
 _KEY = re.compile(r"^dbk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+INTEGRATOR = _NAME
+"""An integrator's code: lower-case ASCII letters, digits, ``_.-``, at most 32 characters."""
 
 metadata = MetaData()
 integrator_keys = Table(
@@ -190,6 +194,22 @@ class KeyStore:
         if row is None:
             raise ValidationError("key_id", f"no key {key_id!r}")
         return self._of(row)
+
+    def signing_key(self, key_id: str) -> tuple[IntegratorKey, bytes]:
+        """The valid key ``key_id`` and its HMAC key (the stored digest of its secret), for checking
+        the signature of a topic message (``duban.gateway.envelopes``).
+
+        Raises:
+            KeyRefused: unknown or revoked.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(select(integrator_keys).where(integrator_keys.c.key_id == key_id)).first()
+        if row is None:
+            raise KeyRefused(f"no key {key_id!r}")
+        key = self._of(row)
+        if key.revoked_at is not None:
+            raise KeyRefused(f"the key {key.key_id} was revoked")
+        return key, bytes.fromhex(row._mapping["secret_sha256"])
 
     def authenticate(self, presented: str | None) -> IntegratorKey:
         """The valid key whose full text is ``presented``.

@@ -1,12 +1,14 @@
-"""The production worker: the item, order and period-close workflows and their activities
-(``record_events``, ``item_registered``, ``start_order_page``, ``close_period``) on one task queue."""
+"""The production worker: the item, order, period-close and webhook-delivery workflows and their
+activities (``record_events``, ``item_registered``, ``start_order_page``, ``close_period``,
+``deliver_webhook``, ``park_webhook_delivery``) on one task queue."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -17,6 +19,7 @@ from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from activities.period_closing import PeriodClosing
+from activities.webhooks import WebhookDelivery, WebhookStore
 from duban import wiring
 from duban.config import Settings
 from duban.errors import StackError
@@ -27,6 +30,7 @@ from projections.scoring import load_scorebook
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
 from workflows.period_close import PeriodCloseWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +64,11 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def webhook_activities(webhooks: WebhookDelivery) -> list[Callable[..., Any]]:
+    """The delivery activities of ``webhooks`` (bound methods)."""
+    return [webhooks.deliver_webhook, webhooks.park_webhook_delivery]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -67,11 +76,14 @@ def build_worker(
     max_cached: int = 10000,
     paging: OrderPaging | None = None,
     closing: PeriodClosing | None = None,
+    webhooks: WebhookDelivery | None = None,
 ) -> Worker:
     """A worker for ``SupervisionItemWorkflow``, ``record_events`` and ``item_registered`` (both on the
     recorder's store) on ``task_queue``, plus
     ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given, and
-    ``PeriodCloseWorkflow``'s ``close_period`` when ``closing`` is given.
+    ``PeriodCloseWorkflow``'s ``close_period`` when ``closing`` is given, and the webhook
+    deliveries (``WebhookDeliveryWorkflow``, ``deliver_webhook``, ``park_webhook_delivery``) when
+    ``webhooks`` is given.
 
     ``max_cached`` bounds the sticky workflow cache (items kept in memory between tasks); keep it
     above the number of concurrently active items, or evicted items are replayed from history.
@@ -79,12 +91,18 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SupervisionItemWorkflow, SupervisionOrderWorkflow, PeriodCloseWorkflow],
+        workflows=[
+            SupervisionItemWorkflow,
+            SupervisionOrderWorkflow,
+            PeriodCloseWorkflow,
+            *([WebhookDeliveryWorkflow] if webhooks else []),
+        ],
         activities=[
             recorder.record_events,
             ItemLookup(recorder.store).item_registered,
             *([paging.start_order_page] if paging else []),
             *([closing.close_period] if closing else []),
+            *(webhook_activities(webhooks) if webhooks else []),
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached,
@@ -98,6 +116,8 @@ async def run_worker(settings: Settings) -> None:
     engine = make_engine(settings.database)
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
     closing = PeriodClosing(engine, load_scorebook())
+    webhook_store = WebhookStore(engine)
+    webhook_store.create()
     try:
         await ensure_topics(settings)  # a broker that restarted empty has lost them
     except StackError as exc:  # e.g. not allowed to create topics: publish to what exists
@@ -109,7 +129,14 @@ async def run_worker(settings: Settings) -> None:
     try:
         async with (
             wiring.recording(settings, engine) as rec,
-            build_worker(client, settings.task_queue, rec.recorder, paging=paging, closing=closing),
+            build_worker(
+                client,
+                settings.task_queue,
+                rec.recorder,
+                paging=paging,
+                closing=closing,
+                webhooks=WebhookDelivery(webhook_store, rec.store),
+            ),
         ):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from duban import config
 from duban.config import Settings
 from duban.errors import StackError
 from duban.logs import quiet_logger
+from duban.stack.apps import apps_down, apps_status, apps_up
 from duban.stack.binaries import find_binary
+from duban.stack.daemons import Spec, alive, launch, log_file, read_pid, stop, tail
 from duban.stack.probes import (
     HOST,
     ensure_topics,
@@ -37,9 +35,7 @@ from duban.stack.status import ServiceStatus, StackStatus, check_database, proje
 
 TEMPORAL_READY_TIMEOUT_S = 60.0
 KAFKA_READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 _T = TypeVar("_T")
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started by this interpreter
 
 
 __all__ = ["EmbeddedPorts", "ServiceStatus", "StackStatus", "stack_down", "stack_status", "stack_up"]
@@ -52,24 +48,16 @@ class EmbeddedPorts:
     temporal: int = int(config.EMBEDDED_TEMPORAL_ADDRESS.rsplit(":", 1)[1])
     temporal_ui: int = config.EMBEDDED_TEMPORAL_UI_PORT
     kafka: int = int(config.EMBEDDED_KAFKA_BOOTSTRAP.rsplit(":", 1)[1])
+    gateway: int = 8080
 
 
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    binary: str
-    port: int
-    extra_ports: tuple[int, ...]
-    env_var: str
-
-
-def _specs(settings: Settings, ports: EmbeddedPorts) -> list[_Spec]:
-    temporal = _Spec("temporal", "temporal", ports.temporal, (ports.temporal_ui,), "DUBAN_TEMPORAL_ADDRESS")
-    kafka = _Spec("kafka", "tansu", ports.kafka, (), "DUBAN_KAFKA_BOOTSTRAP")
+def _specs(settings: Settings, ports: EmbeddedPorts) -> list[Spec]:
+    temporal = Spec("temporal", "temporal", ports.temporal, (ports.temporal_ui,), "DUBAN_TEMPORAL_ADDRESS")
+    kafka = Spec("kafka", "tansu", ports.kafka, (), "DUBAN_KAFKA_BOOTSTRAP")
     return [temporal] * settings.temporal_embedded + [kafka] * settings.kafka_embedded
 
 
-def _command(spec: _Spec, settings: Settings, ports: EmbeddedPorts) -> list[str]:
+def _command(spec: Spec, settings: Settings, ports: EmbeddedPorts) -> list[str]:
     binary = str(find_binary(spec.binary))
     if spec.name == "kafka":
         url = f"tcp://{HOST}:{ports.kafka}"
@@ -86,61 +74,6 @@ def _command(spec: _Spec, settings: Settings, ports: EmbeddedPorts) -> list[str]
     if settings.temporal_namespace != "default":
         cmd += ["--namespace", settings.temporal_namespace]
     return cmd
-
-
-def _pid_file(settings: Settings, name: str) -> Path:
-    return settings.data_dir / "run" / f"{name}.pid"
-
-
-def _log_file(settings: Settings, name: str) -> Path:
-    return settings.data_dir / "logs" / f"{name}.log"
-
-
-def _alive(pid: int, binary: str) -> bool:
-    """Whether ``pid`` is a live (not zombie) process whose command line mentions ``binary``."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            # Our own child: judge by the command we launched (right after the fork, /proc may not
-            # show the binary's command line yet).
-            args = child.args
-            return binary in (" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
-        _CHILDREN.pop(pid, None)
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-            return binary in (proc / "cmdline").read_bytes().decode(errors="replace")
-        except (OSError, IndexError):
-            return False
-    return True
-
-
-def _read_pid(settings: Settings, spec: _Spec) -> int | None:
-    """The pid of our live process for ``spec``; a stale or unreadable pid file is removed."""
-    path = _pid_file(settings, spec.name)
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        path.unlink(missing_ok=True)
-        return None
-    if _alive(pid, spec.binary):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 async def _then_collect(coro: Coroutine[Any, Any, _T]) -> _T:
@@ -161,14 +94,14 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, _then_collect(coro)).result()
 
 
-async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -> None:
+async def _wait_ready(spec: Spec, settings: Settings, pid: int, address: str) -> None:
     timeout = TEMPORAL_READY_TIMEOUT_S if spec.name == "temporal" else KAFKA_READY_TIMEOUT_S
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
-        if not _alive(pid, spec.binary):
-            log = _log_file(settings, spec.name)
-            raise StackError(f"{spec.name} exited during start-up; tail of {log}:\n{_tail(log)}")
+        if not alive(pid, spec.binary):
+            log = log_file(settings, spec.name)
+            raise StackError(f"{spec.name} exited during start-up; tail of {log}:\n{tail(log)}")
         try:
             probe = (
                 temporal_ready(address, settings.temporal_namespace)
@@ -181,9 +114,9 @@ async def _wait_ready(spec: _Spec, settings: Settings, pid: int, address: str) -
         except Exception as exc:  # not ready yet: any connection/RPC error
             last = exc
         await asyncio.sleep(0.25)
-    log = _log_file(settings, spec.name)
+    log = log_file(settings, spec.name)
     raise StackError(
-        f"{spec.name} not ready on {address} after {timeout:.0f} s ({last!r}); tail of {log}:\n{_tail(log)}"
+        f"{spec.name} not ready on {address} after {timeout:.0f} s ({last!r}); tail of {log}:\n{tail(log)}"
     )
 
 
@@ -198,7 +131,7 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
                 ServiceStatus(name, target, "external", detail="answering" if answering else "not answering")
             )
             continue
-        pid = _read_pid(settings, spec)
+        pid = read_pid(settings, spec)
         address = f"{HOST}:{spec.port}"
         answering = port_answers(HOST, spec.port)
         if pid:
@@ -209,9 +142,10 @@ def _status(settings: Settings, ports: EmbeddedPorts, database: ServiceStatus) -
             )
         services.append(
             ServiceStatus(
-                name, address, "running" if pid else "stopped", pid, _log_file(settings, name), detail
+                name, address, "running" if pid else "stopped", pid, log_file(settings, name), detail
             )
         )
+    services += apps_status(settings, ports.gateway)
     services.append(database)
     projection = projection_status(settings) if database.detail != "created on first use" else None
     if projection is not None:
@@ -229,41 +163,7 @@ def stack_status(settings: Settings, ports: EmbeddedPorts | None = None) -> Stac
     return _status(settings, ports or EmbeddedPorts(), check_database(settings, strict=False))
 
 
-def _launch(spec: _Spec, cmd: list[str], settings: Settings) -> int:
-    log_path = _log_file(settings, spec.name)
-    with log_path.open("ab") as log:
-        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
-        log.flush()
-        child = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=settings.data_dir,
-            start_new_session=True,
-        )
-    _CHILDREN[child.pid] = child
-    _pid_file(settings, spec.name).write_text(f"{child.pid}\n")
-    return child.pid
-
-
-def _stop(settings: Settings, spec: _Spec, pid: int) -> None:
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
-            raise StackError(f"cannot signal {spec.name} (pid {pid}): {exc}") from exc
-        deadline = time.monotonic() + wait_s
-        while _alive(pid, spec.binary) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid, spec.binary):
-            break
-    _pid_file(settings, spec.name).unlink(missing_ok=True)
-
-
-def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackStatus:
+def stack_up(settings: Settings, ports: EmbeddedPorts | None = None, apps: bool = False) -> StackStatus:
     """Start the embedded services that are not running, wait until they answer, create the topics.
 
     Idempotent: a service whose pid is alive is left alone (only re-probed; missing topics are
@@ -272,7 +172,9 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
     and 30 s for Kafka; takes about 1 s when both start.
 
     Args:
-        ports: ports for the embedded services (default: 7233, 8233 and 9092 on 127.0.0.1).
+        ports: ports for the embedded services (default: 7233, 8233 and 9092 on 127.0.0.1, and the
+            gateway's 8080).
+        apps: also start duban's worker, projection and gateway (``duban.stack.apps``).
 
     Raises:
         StackError: a port is taken by another process, a binary is missing, a service does not
@@ -284,7 +186,7 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
         (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
     database = check_database(settings)
     specs = _specs(settings, ports)
-    running = {s.name: pid for s in specs if (pid := _read_pid(settings, s)) is not None}
+    running = {s.name: pid for s in specs if (pid := read_pid(settings, s)) is not None}
     to_start = [s for s in specs if s.name not in running]
     for spec in to_start:
         for port in (spec.port, *spec.extra_ports):
@@ -298,7 +200,7 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
     started: dict[str, int] = {}
     try:
         for spec in to_start:
-            started[spec.name] = running[spec.name] = _launch(spec, commands[spec.name], settings)
+            started[spec.name] = running[spec.name] = launch(spec, commands[spec.name], settings)
 
         async def _ready() -> None:
             await asyncio.gather(
@@ -306,16 +208,19 @@ def stack_up(settings: Settings, ports: EmbeddedPorts | None = None) -> StackSta
             )
 
         _run(_ready())
+        if apps:
+            apps_up(settings, f"{HOST}:{ports.temporal}", f"{HOST}:{ports.kafka}", ports.gateway)
     except BaseException:
         for spec in specs:
             if spec.name in started:
-                _stop(settings, spec, started[spec.name])
+                stop(settings, spec, started[spec.name])
         raise
     return _status(settings, ports, database)
 
 
 def stack_down(settings: Settings, ports: EmbeddedPorts | None = None) -> StackStatus:
-    """Stop the embedded services: SIGTERM to each process group, SIGKILL after 15 s; pid files removed.
+    """Stop duban's processes started by ``stack_up(apps=True)``, then the embedded services: SIGTERM
+    to each process group, SIGKILL after 15 s; pid files removed.
 
     External services are left alone. Stopping a stack that is not running does nothing.
 
@@ -323,8 +228,9 @@ def stack_down(settings: Settings, ports: EmbeddedPorts | None = None) -> StackS
         StackError: a process cannot be signalled (it belongs to another user).
     """
     ports = ports or EmbeddedPorts()
+    apps_down(settings)
     for spec in _specs(settings, ports):
-        pid = _read_pid(settings, spec)
+        pid = read_pid(settings, spec)
         if pid is not None:
-            _stop(settings, spec, pid)
+            stop(settings, spec, pid)
     return stack_status(settings, ports)

@@ -34,6 +34,7 @@ TEST_ENV = {"TEMPORAL_DB_PASSWORD": "temporal-secret", "DUBAN_DB_PASSWORD": "dub
 DUBAN_SERVICES = {
     "duban-worker": ["duban", "worker"],
     "duban-projector": ["duban", "project"],
+    "duban-gateway": ["duban", "serve", "--host", "0.0.0.0", "--port", "8080"],
     "duban-cli": ["duban", "--help"],
 }
 REQUIRED_SERVICES = {
@@ -69,7 +70,13 @@ SEARCH_ATTRIBUTES = {
     "DubanLight": "Keyword",
     "DubanOrder": "Keyword",
 }
-TOPICS = ("duban.item-events", "duban.item-events.dlq")
+TOPICS = (
+    "duban.item-events",
+    "duban.item-events.dlq",
+    "duban.commands",
+    "duban.command-results",
+    "duban.commands.dlq",
+)
 
 
 # --- Compose-style interpolation ------------------------------------------------------------------
@@ -364,8 +371,20 @@ def test_duban_service_image_and_command(services: dict[str, dict[str, Any]], na
 
 def test_duban_cli_is_a_tool(services: dict[str, dict[str, Any]]) -> None:
     assert services["duban-cli"].get("profiles") == ["tools"]
-    for name in ("duban-worker", "duban-projector"):
+    for name in ("duban-worker", "duban-projector", "duban-gateway"):
         assert not services[name].get("profiles"), f"{name} must start with a plain `up`"
+
+
+def test_the_gateway_is_published_on_loopback_and_checked_for_readiness(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    gateway = services["duban-gateway"]
+    assert gateway["ports"] == ["127.0.0.1:8080:8080"]
+    probe = " ".join(gateway["healthcheck"]["test"])
+    assert "/readyz" in probe and ":8080" in probe
+    settings = load_settings(env=_as_mapping(gateway["environment"]))
+    names = (settings.commands_topic, settings.command_results_topic, settings.commands_dead_letter_topic)
+    assert set(names) <= set(TOPICS)
 
 
 @pytest.mark.parametrize("name", sorted(DUBAN_SERVICES))
@@ -398,6 +417,7 @@ def test_duban_services_wait_for_what_they_use(services: dict[str, dict[str, Any
     needs = {
         "duban-worker": {"postgresql", "temporal-admin-tools", "kafka-init"},
         "duban-projector": {"postgresql", "kafka-init"},
+        "duban-gateway": {"postgresql", "temporal-admin-tools", "kafka-init"},
         "duban-cli": {"postgresql", "temporal-admin-tools", "kafka-init"},
     }
     for name, targets in needs.items():

@@ -3,52 +3,16 @@ broker and both databases: an item through duban's API, another through Open311,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-from helpers.gateway import RunningGateway, unique
+from helpers.gateway import EXPECTED_EVENTS, LIFECYCLE, REPORTED, RunningGateway, command, unique
 
 from events.store import EventStore
 
-# Monday 30 November 2026, 10:00 in Asia/Shanghai. Greenery has 5 working days (the default
-# rulebook, DOMAIN.md anchor): the close of business (17:30) of the 5th working day after the
-# report's day. No holiday or make-up day falls in the week after, so by hand: Tue 1, Wed 2, Thu 3,
-# Fri 4, Mon 7 December, 17:30 local (09:30 UTC).
-REPORTED = "2026-11-30T10:00:00+08:00"
+# REPORTED is Monday 30 November 2026, 10:00 in Asia/Shanghai. Greenery has 5 working days (the
+# default rulebook, DOMAIN.md anchor): the close of business (17:30) of the 5th working day after
+# the report's day. No holiday or make-up day falls in the week after, so by hand: Tue 1, Wed 2,
+# Thu 3, Fri 4, Mon 7 December, 17:30 local (09:30 UTC).
 GREENERY_DEADLINE_UTC = "2026-12-07T09:30:00+00:00"
 GREENERY_DEADLINE_LOCAL = "2026-12-07T17:30:00+08:00"
-
-
-PERSON = {"dispatcher": "zhao", "handling_unit": "li", "inspector": "chen"}
-
-
-def command(kind: str, role: str, n: int, **fields: Any) -> dict[str, Any]:
-    """A command body of ``kind`` dated now, asserted by the person of ``role``."""
-    now = datetime.now(UTC).isoformat()
-    return {
-        "command_id": f"c{n}-{kind}",
-        "kind": kind,
-        "actor": PERSON[role],
-        "role": role,
-        "occurred_at": now,
-    } | fields
-
-
-LIFECYCLE = [
-    ("dispatch", "dispatcher", {"unit": "parks-team-3", "department": "parks"}),
-    ("accept", "handling_unit", {"unit": "parks-team-3"}),
-    ("submit_rectification", "handling_unit", {"unit": "parks-team-3", "evidence": ["photo://1"]}),
-    ("verify", "inspector", {"unit": "inspection", "passed": True}),
-    ("close", "dispatcher", {}),
-]
-EXPECTED_EVENTS = [
-    "ItemRegistered",
-    "ItemDispatched",
-    "ItemAccepted",
-    "RectificationSubmitted",
-    "RectificationVerified",
-    "ItemClosed",
-]
 
 
 async def test_an_item_goes_through_the_api_and_reads_back_the_same_everywhere(

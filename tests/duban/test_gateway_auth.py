@@ -9,6 +9,7 @@ from typing import Any
 
 from helpers.gateway import RunningGateway, unique
 
+from activities.webhooks import WebhookStore
 from duban.gateway.keys import KeyStore
 from events.store import EventStore
 
@@ -50,7 +51,9 @@ async def test_writes_refuse_no_key_a_bad_key_and_a_revoked_key(gateway: Running
     writes = [
         ("/v1/items", registration(unique("auth"))),
         (f"/v1/items/{item}/commands", cmd("dispatch", "dispatcher", "zhao", unit="u1")),
+        ("/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}),
     ]
+    subscriptions = len(WebhookStore(gateway.engine).listed(removed=True))
     for key, words in (
         (None, "required"),
         ("dbk_nonsense", "malformed"),
@@ -63,11 +66,13 @@ async def test_writes_refuse_no_key_a_bad_key_and_a_revoked_key(gateway: Running
                 assert answer.status_code == 401, (key, path, answer.text)
                 assert answer.json()["error"] == "Unauthenticated" and words in answer.json()["reason"]
             assert (await http.get(f"/v1/items/{item}")).status_code == 401
+            assert (await http.delete("/v1/webhooks/0123456789ab")).status_code == 401
     async with gateway.http() as http:  # Authorization: Bearer works as well as X-API-Key
         bearer = await http.get(f"/v1/items/{item}", headers={"Authorization": f"Bearer {full}"})
     assert bearer.status_code == 200 and bearer.json()["stage"] == "registered"
     await asyncio.sleep(0.5)
     assert gateway.counts() == before
+    assert len(WebhookStore(gateway.engine).listed(removed=True)) == subscriptions
 
 
 async def test_a_key_acts_only_within_its_scope(gateway: RunningGateway) -> None:

@@ -41,6 +41,7 @@ async def test_schemathesis_finds_no_server_error_and_refusals_store_nothing(
         "30",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory: not in the repository
     )
     output, _ = await process.communicate()
     text = output.decode(errors="replace")

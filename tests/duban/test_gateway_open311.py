@@ -4,12 +4,14 @@ PyPI, as its users use it: JSON and XML) and written by a form POST as the spec 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import georeport
-from helpers.gateway import RunningGateway
+from helpers.gateway import LIFECYCLE, RunningGateway, command
 
 from duban.gateway.catalogue import load_catalogue
+from events.store import EventStore
 
 
 def catalogue_services() -> list[Any]:
@@ -73,6 +75,24 @@ async def test_a_request_posted_is_registered_routed_and_read_back_by_the_librar
         ).json()
     assert token == [{"service_request_id": request_id, "token": request_id}]
     assert request_id in [r["service_request_id"] for r in listed]
+    # The office takes it to close-out through duban's API; Open311 then shows it closed.
+    async with gateway.http(gateway.key("office")) as http:
+        for n, (kind, role, fields) in enumerate(LIFECYCLE):
+            done = await http.post(f"/v1/items/{request_id}/commands", json=command(kind, role, n, **fields))
+            assert done.status_code == 200 and done.json()["applied"], done.text
+        shown = (await http.get(f"/v1/items/{request_id}")).json()
+    assert shown["stage"] == "closed"
+    assert [e["event_type"] for e in shown["timeline"]] == [
+        e.event_type for e in EventStore(gateway.engine).read(request_id)
+    ]
+    await gateway.projected(request_id, "closed")
+    async with gateway.http() as http:
+        closed = (await http.get("/open311/v2/requests.json", params={"status": "closed"})).json()
+    [mine] = [r for r in closed if r["service_request_id"] == request_id]
+    assert mine["status"] == "closed" and mine["agency_responsible"] == shown["department"]
+    expected = datetime.fromisoformat(mine["expected_datetime"])
+    assert expected == datetime.fromisoformat(shown["resolution_deadline"])
+    assert expected.utcoffset() == timedelta(hours=8)
 
 
 async def test_open311_errors_use_the_spec_format_and_store_nothing(gateway: RunningGateway) -> None:

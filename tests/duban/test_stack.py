@@ -6,12 +6,16 @@ import gc
 import socket
 import sysconfig
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from helpers.servers import free_ports
+from sqlalchemy import select
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
@@ -20,9 +24,12 @@ from typer.testing import CliRunner
 from duban.cli import app
 from duban.config import Settings
 from duban.errors import StackError
+from duban.gateway.keys import KeyStore, Scope
 from duban.stack.binaries import find_binary
 from duban.stack.embedded import EmbeddedPorts, StackStatus, stack_down, stack_status, stack_up
 from duban.stack.probes import wait_for_port
+from events.sql import make_engine
+from projections import read_models as rm
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -40,7 +47,7 @@ def _port_free(port: int) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedPorts, StackStatus]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("stack"))
-    ports = EmbeddedPorts(*free_ports(3))
+    ports = EmbeddedPorts(*free_ports(4))
     started = time.monotonic()
     try:
         status = stack_up(settings, ports)
@@ -207,6 +214,36 @@ def test_the_demo_plays_its_four_fates_on_the_stack(
         f"Temporal UI: the Web UI of 127.0.0.1:{ports.temporal}, at /namespaces/default/workflows"
         in done.output
     )
+
+
+def test_up_with_apps_runs_the_production_processes_end_to_end(
+    stack: tuple[Settings, EmbeddedPorts, StackStatus],
+) -> None:
+    settings, ports, _ = stack
+    status = stack_up(settings, ports, apps=True)
+    states = {s.name: s.state for s in status.services}
+    assert {name: states.get(name) for name in ("worker", "projector", "gateway")} == dict.fromkeys(
+        ("worker", "projector", "gateway"), "running"
+    )
+    gateway = f"http://127.0.0.1:{ports.gateway}"
+    ready = httpx.get(f"{gateway}/readyz", timeout=10).json()
+    assert ready == {"ready": True, "temporal": "ok", "broker": "ok", "database": "ok"}
+    engine = make_engine(settings.database)
+    _, key = KeyStore(engine).create("stack-test", Scope.of("*", "*", "*", "*"))
+    item = f"stack-{uuid.uuid4().hex[:8]}"
+    body = {"item_id": item, "service_code": "litter", "town": "nanhu", "actor": "wang"}
+    body |= {"reported_at": datetime.now(UTC).isoformat(), "attributes": {"size": ["bag"]}}
+    made = httpx.post(f"{gateway}/v1/items", json=body, headers={"X-API-Key": key}, timeout=30)
+    assert made.status_code == 201, made.text
+    for _ in range(150):  # the worker recorded it, the projection (its own process) applied it
+        with engine.connect() as conn:
+            row = conn.execute(select(rm.item_view).where(rm.item_view.c.item_id == item)).first()
+        if row is not None:
+            break
+        time.sleep(0.2)
+    assert row is not None and row.department == "urban_management" and row.town == "nanhu"
+    engine.dispose()
+    assert stack_up(settings, ports, apps=True).service("gateway").pid == status.service("gateway").pid
 
 
 def test_down_stops_everything(stack: tuple[Settings, EmbeddedPorts, StackStatus]) -> None:

@@ -4,28 +4,67 @@ database, with a worker recording events and the projection building the read mo
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
 
+from activities.webhooks import WebhookDelivery, WebhookStore
 from duban import wiring
 from duban.config import Settings
-from duban.gateway.app import create_app
+from duban.gateway.app import DispatchOptions, create_app
+from duban.gateway.bridge import BridgeOptions
 from duban.gateway.context import open_gateway
 from duban.gateway.keys import KeyStore, Scope
 from duban.processes.worker import build_worker
 from events.sql import make_engine
-from events.store import stored_events
+from events.store import EventStore, stored_events
 from helpers.servers import free_ports, topics_ready
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer
+
+# Monday 30 November 2026, 10:00 in Asia/Shanghai (the gateway tests' report time).
+REPORTED = "2026-11-30T10:00:00+08:00"
+PERSON = {"dispatcher": "zhao", "handling_unit": "li", "inspector": "chen"}
+
+
+def command(kind: str, role: str, n: int, **fields: Any) -> dict[str, Any]:
+    """A command body of ``kind`` dated now, asserted by the person of ``role``."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "command_id": f"c{n}-{kind}",
+        "kind": kind,
+        "actor": PERSON[role],
+        "role": role,
+        "occurred_at": now,
+    } | fields
+
+
+LIFECYCLE = [
+    ("dispatch", "dispatcher", {"unit": "parks-team-3", "department": "parks"}),
+    ("accept", "handling_unit", {"unit": "parks-team-3"}),
+    ("submit_rectification", "handling_unit", {"unit": "parks-team-3", "evidence": ["photo://1"]}),
+    ("verify", "inspector", {"unit": "inspection", "passed": True}),
+    ("close", "dispatcher", {}),
+]
+
+EXPECTED_EVENTS = [
+    "ItemRegistered",
+    "ItemDispatched",
+    "ItemAccepted",
+    "RectificationSubmitted",
+    "RectificationVerified",
+    "ItemClosed",
+]
 
 
 @dataclass
@@ -52,6 +91,44 @@ class RunningGateway:
     def http(self, key: str | None = None) -> httpx.AsyncClient:
         headers = {"X-API-Key": key} if key else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    async def publish(self, envelopes: list[tuple[bytes, bytes]]) -> None:
+        """Publish ``(key, value)`` messages to the commands topic, in order."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_target)
+        await producer.start()
+        try:
+            for key, value in envelopes:
+                await producer.send_and_wait(self.settings.commands_topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    async def read_until(
+        self, topic: str, wanted: Callable[[dict[str, Any]], bool], count: int = 1, timeout_s: float = 60
+    ) -> list[tuple[bytes, dict[str, Any]]]:
+        """The messages of ``topic`` from its start, as (key, JSON value), once ``count`` of them are
+        ``wanted``."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_target, enable_auto_commit=False)
+        await consumer.start()  # no consumer group: assigned by hand, read from the start (no join wait)
+        found: list[tuple[bytes, dict[str, Any]]] = []
+        try:
+            await consumer.topics()  # fetches the metadata that partitions_for_topic reads
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            for _ in range(int(timeout_s / 0.5)):
+                batch = await consumer.getmany(timeout_ms=500)
+                found += [(m.key or b"", json.loads(m.value or b"")) for msgs in batch.values() for m in msgs]
+                if sum(1 for _, value in found if wanted(value)) >= count:
+                    return found
+        finally:
+            await consumer.stop()
+        raise AssertionError(f"{topic} holds {len(found)} messages, not {count} wanted: {found}")
+
+    def webhook_rows(self, subscription_id: str, status: str) -> list[dict[str, Any]]:
+        """The delivery records of a subscription with ``status``."""
+        return WebhookStore(self.engine).deliveries(subscription_id, status)
 
     def counts(self) -> tuple[int, int]:
         """(stored events, item_view rows): what a refused request must leave unchanged."""
@@ -84,39 +161,61 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    env: WorkflowEnvironment, broker: str, database_url: str
+    env: WorkflowEnvironment,
+    broker: str,
+    database_url: str,
+    with_bridge: bool = False,
+    with_webhooks: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[RunningGateway]:
-    """Worker, projection and gateway on ``env``, ``broker`` and ``database_url``, stopped on exit."""
+    """Worker, projection and gateway (and the command topic bridge ``with_bridge``, the webhook
+    dispatcher and deliveries ``with_webhooks``) on ``env``, ``broker`` and ``database_url``, stopped
+    on exit; ``overrides`` are further ``Settings`` fields."""
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        temporal_address=env.client.service_client.config.target_host,
-        kafka_bootstrap=broker,
-        kafka_idempotent=False,
-        database_url=database_url,
-        task_queue=f"gw-{tag}",
-        events_topic=f"gw-events-{tag}",
-        dead_letter_topic=f"gw-events-{tag}.dlq",
-        topic_partitions=1,
+    settings = replace(
+        Settings(
+            temporal_address=env.client.service_client.config.target_host,
+            kafka_bootstrap=broker,
+            kafka_idempotent=False,
+            database_url=database_url,
+            task_queue=f"gw-{tag}",
+            events_topic=f"gw-events-{tag}",
+            dead_letter_topic=f"gw-events-{tag}.dlq",
+            topic_partitions=1,
+            commands_topic=f"gw-commands-{tag}",
+            command_results_topic=f"gw-results-{tag}",
+            commands_dead_letter_topic=f"gw-commands-{tag}.dlq",
+        ),
+        **overrides,
     )
     await topics_ready(settings)
     engine = make_engine(database_url)
     port = free_ports(1)[0]
-    app = create_app(lambda: open_gateway(settings, client=env.client))
+    bridge = BridgeOptions(f"bridge-{tag}", session_timeout_s=2.0) if with_bridge else None
+    dispatch = DispatchOptions(poll_s=0.2, settle_s=5.0) if with_webhooks else None
+    app = create_app(lambda: open_gateway(settings, client=env.client), bridge, dispatch)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )
+    webhook_store = WebhookStore(engine)
+    webhook_store.create()
+    deliveries = WebhookDelivery(webhook_store, EventStore(engine)) if with_webhooks else None
     async with (
         wiring.recording(settings, engine) as rec,
-        build_worker(env.client, settings.task_queue, rec.recorder),
+        build_worker(env.client, settings.task_queue, rec.recorder, webhooks=deliveries),
     ):
         stop = asyncio.Event()
         projection = asyncio.create_task(ProjectionConsumer(settings, engine, group_id=f"gw-{tag}").run(stop))
         serving = asyncio.create_task(server.serve())
         try:
-            while not server.started:
+            for _ in range(3000):  # a minute at most: a gateway that cannot start fails the test
+                if server.started:
+                    break
                 if serving.done():
                     serving.result()
                 await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the gateway did not start within a minute")
             yield RunningGateway(f"http://127.0.0.1:{port}", settings, engine, env)
         finally:
             server.should_exit = True

@@ -42,7 +42,7 @@ async def summary(env: WorkflowEnvironment, workflow_id: str) -> OrderSummary | 
         return None
 
 
-async def poll(check: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
+async def poll(check: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
     limit = time.monotonic() + timeout_s
     while not await check():  # type: ignore[misc]
         if time.monotonic() > limit:
