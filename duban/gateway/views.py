@@ -19,10 +19,9 @@ from sqlalchemy.engine import Engine
 from events.codec import format_utc
 from events.store import EventStore
 from projections import read_models as rm
-from workflows.item_model import GREEN, RED, YELLOW, ItemState
+from projections.lights import clock_light
+from workflows.item_model import ItemState
 
-YELLOW_SHARE = 0.8
-"""Where a list's clock-time light turns yellow (DOMAIN.md anchor: 80% of the limit)."""
 MAX_PAGE = 200
 
 
@@ -67,19 +66,6 @@ def item_json(state: ItemState, store: EventStore) -> dict[str, Any]:
         "rulebook_version": reg.policy.rulebook_version if reg.policy else None,
         "timeline": timeline,
     }
-
-
-def clock_light(row: Any, now: datetime) -> str | None:
-    """The clock-time light of an ``item_view`` row (see the module docstring); ``None`` without a
-    deadline."""
-    deadline, start = row.resolution_deadline, row.registered_at
-    if deadline is None:
-        return None
-    end = row.closed_at or now
-    if end > deadline:
-        return RED
-    span = (deadline - start).total_seconds()
-    return YELLOW if span > 0 and (end - start).total_seconds() >= YELLOW_SHARE * span else GREEN
 
 
 @dataclass(frozen=True)
