@@ -1,4 +1,5 @@
-"""The ``close_period`` activity: freeze a period once the projection has caught up with the store."""
+"""The ``close_period`` activity: freeze a period once the projection has caught up with the store,
+then record the interviews a closed month calls (``projections.interviews``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from projections.frozen_periods import ProjectionBehind, freeze_when_projected
+from projections.interviews import record_interviews
 from projections.scoring import Scorebook
 from workflows.period_close import PeriodClosed
 
@@ -27,4 +29,5 @@ class PeriodClosing:
             [first, *_] = freeze_when_projected(self.engine, period, self.scorebook, datetime.now(UTC))
         except ProjectionBehind as exc:  # retried by Temporal until the projection has caught up
             raise ApplicationError(str(exc), type="ProjectionBehind") from exc
+        record_interviews(self.engine, first.period, first.frozen_at, first.scorebook_version)
         return PeriodClosed(first.period, first.events_count, first.events_hash, first.scorebook_version)

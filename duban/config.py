@@ -24,6 +24,8 @@ address that is set means "use that service and start nothing".
 | webhook_retry_initial_s | DUBAN_WEBHOOK_RETRY_INITIAL_S | 1 (seconds before the first retry)   |
 | webhook_retry_max_interval_s | DUBAN_WEBHOOK_RETRY_MAX_INTERVAL_S | 600 (longest wait between tries) |
 | webhook_give_up_after_s | DUBAN_WEBHOOK_GIVE_UP_AFTER_S | 86400 (then the delivery is parked)  |
+| documents_lang      | DUBAN_DOCUMENTS_LANG      | zh-CN (or en): the office's documents    |
+| documents_template  | DUBAN_DOCUMENTS_TEMPLATE  | the built-in template (a YAML file)      |
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Settings:
     webhook_retry_initial_s: float = 1.0
     webhook_retry_max_interval_s: float = 600.0
     webhook_give_up_after_s: float = 86_400.0
+    documents_lang: str = "zh-CN"
+    documents_template: str = ""
 
     @property
     def temporal_target(self) -> str:
@@ -171,6 +175,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_addresses(raw.strip(), source)
     if name == "database_url":
         return check_database_url(raw.strip(), source)
+    if name == "documents_lang" and raw.strip() not in ("zh-CN", "en"):
+        raise ConfigurationError(f"{source}: documents_lang must be zh-CN or en, got {raw!r}")
     return raw.strip()
 
 

@@ -32,6 +32,7 @@ from projections import indicators as ind
 from projections import read_models as rm
 from projections import scoring
 from projections.frozen_periods import ProjectionBehind, Snapshot, freeze_when_projected, read_snapshots
+from projections.interviews import record_interviews
 from projections.periods import parse_period, previous_period
 from projections.projector import ItemProjector
 from projections.rankings import rank_units
@@ -307,6 +308,7 @@ def close_period(url: str, period: str, scorebook: Path | None, wait_s: float) -
     while True:
         try:
             [first, *_] = freeze_when_projected(engine, period, book, datetime.now(UTC))
+            record_interviews(engine, first.period, first.frozen_at, first.scorebook_version)
             return PeriodClose(first, already)
         except ProjectionBehind:
             if time.monotonic() >= give_up:

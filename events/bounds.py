@@ -135,12 +135,16 @@ PAYLOAD_TEXT: Final[dict[str, TextBound]] = {
     "day": CODE,
     "points": CODE,
     "approver": NAME,
+    "period": CODE,
+    "scorebook_version": TextBound(64),
 }
 """Text fields of event payloads (``events.types.EVENT_TYPES``), by field name."""
 
 PAYLOAD_LISTS: Final[dict[str, tuple[int, TextBound]]] = {
     "evidence": (20, REFERENCE),
     "departments": (20, NAME),
+    "rules": (10, CODE),
+    "reasons": (10, REASON),
 }
 """List fields of event payloads: (most entries, bound of each entry)."""
 

@@ -43,6 +43,7 @@ DEPARTMENT_REPORTED_IN: Final = "DepartmentReportedIn"
 REPORT_IN_OVERDUE: Final = "ReportInOverdue"
 RESPONDER_RATED: Final = "ResponderRated"
 SCORE_ADJUSTED: Final = "ScoreAdjusted"
+INTERVIEW_REQUIRED: Final = "InterviewRequired"
 
 EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
     ITEM_REGISTERED: {
@@ -133,9 +134,21 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
         "reason": STR,
         "approver": STR,
     },
+    INTERVIEW_REQUIRED: {
+        "period": STR,
+        "level": STR,
+        "unit_key": STR,
+        "rules": STR_LIST,
+        "reasons": STR_LIST,
+        "scorebook_version": STR,
+    },
 }
-"""Payload schema of every event type (all at ``envelope.SCHEMA_VERSION``). ``ScoreAdjusted`` is
-not about an item: its ``item_id`` is ``score-adjustment:<adjustment id>`` (one event each)."""
+"""Payload schema of every event type (all at ``envelope.SCHEMA_VERSION``). ``ScoreAdjusted`` and
+``InterviewRequired`` are not about an item (``NON_ITEM_EVENTS``): their ``item_id`` is
+``score-adjustment:<adjustment id>`` or ``interview:<period>:<level>:<digest>`` (one event each)."""
+
+NON_ITEM_EVENTS: Final = frozenset({SCORE_ADJUSTED, INTERVIEW_REQUIRED})
+"""Event types recorded by the office about units, not items: the projection applies each alone."""
 
 ADDED_FIELDS: Final[dict[str, dict[str, object]]] = {
     ITEM_REGISTERED: {

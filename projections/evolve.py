@@ -7,6 +7,7 @@ The projector (``projections.projector``) attributes the counters to the item's 
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -132,6 +133,21 @@ def adjustment_row(
     adjustments.append(
         {"event_id": ev.event_id, "level": p["level"], "unit_key": p["unit_key"], "day": day,
          "points": str(points), "reason": p["reason"], "approver": p["approver"]}
+    )  # fmt: skip
+    return ""
+
+
+def interview_row(ev: EventEnvelope, interviews: list[dict[str, Any]]) -> str:
+    """Queue an ``InterviewRequired`` event's row; return the reason if it is invalid."""
+    p = ev.payload
+    if p["level"] not in rm.LEVELS:
+        return f"payload.level: unknown level {p['level']!r}"
+    if not p["unit_key"].strip() or not p["reasons"]:
+        return "payload: an interview needs a unit and at least one reason"
+    interviews.append(
+        {"event_id": ev.event_id, "period": p["period"], "level": p["level"], "unit_key": p["unit_key"],
+         "rules": json.dumps(p["rules"]), "reasons": json.dumps(p["reasons"], ensure_ascii=False),
+         "scorebook_version": p["scorebook_version"], "recorded_at": ev.recorded_at}
     )  # fmt: skip
     return ""
 

@@ -1,5 +1,9 @@
 """Closing a reporting period: a frozen snapshot of its indicators and scores that never changes.
 
+With the snapshot, the close freezes the period's findings — the items, boards and roll-ups a notice
+names (``projections.findings``) — and, when a month closes, the interviews its scorebook's rules
+call (``projections.interviews``), in the same transaction.
+
 DOMAIN.md "Cadence": a published period is frozen — its inputs, rule version and results never
 change; corrections are new events that show in the next period. Closing a period stores, per level,
 the indicators and scores computed from the read models at that moment, the scorebook version, and a
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -31,11 +37,14 @@ from events.errors import DubanError, ValidationError
 from events.sql import UTCDateTime
 from events.store import EventStore
 from projections import read_models as rm
+from projections.findings import compute_findings, create_findings_table, findings_row, period_findings
 from projections.indicators import IndicatorOptions, indicator_dict, indicators
+from projections.interviews import evaluate_interviews
 from projections.periods import canonical_period, parse_period
 from projections.scoring import Scorebook, period_scores
 from projections.store_sync import backlog
 
+MONTH = re.compile(r"^\d{4}-\d{2}$", re.ASCII)
 ledger_metadata = MetaData()
 
 period_snapshots = Table(
@@ -76,8 +85,10 @@ def create_ledger(engine: Engine) -> None:
 
 
 def drop_ledger(engine: Engine) -> None:
-    """Drop the snapshot table (tests and throwaway databases only: closed periods are records)."""
+    """Drop the snapshot and findings tables (tests and throwaway databases only: closed periods are
+    records)."""
     ledger_metadata.drop_all(engine)
+    period_findings.drop(engine, checkfirst=True)
 
 
 def frozen_spans(engine: Engine) -> list[tuple[date, date, datetime]]:
@@ -170,12 +181,14 @@ def freeze_period(
         return existing
     check_period_ended(engine, period, frozen_at)
     start, end = parse_period(period)
-    version = scorebook.in_force(start).version
+    in_force = scorebook.in_force(start)
+    version = in_force.version
     digest, count = events_digest(engine, start, end)
     rows = []
+    scores_by_level: dict[str, list[dict[str, object]]] = {}
     for level in rm.LEVELS:
         ind = [indicator_dict(r) for r in indicators(engine, level, start, end, options)]
-        sc = period_scores(engine, level, period, scorebook, options)
+        sc = scores_by_level[level] = period_scores(engine, level, period, scorebook, options)
         rows.append(
             {
                 "period": period, "level": level, "start": start, "end": end, "frozen_at": frozen_at,
@@ -184,9 +197,24 @@ def freeze_period(
                 "scores": json.dumps(sc, ensure_ascii=False),
             }
         )  # fmt: skip
+    found = compute_findings(engine, start, end, frozen_at)
+    if MONTH.match(period):  # interviews are called when a month closes
+        found["interviews"] = evaluate_interviews(
+            engine, in_force, period, (start, end), scores_by_level, frozen_at, _frozen_scores(engine)
+        )
+    create_findings_table(engine)
     with engine.begin() as conn:
         conn.execute(period_snapshots.insert(), rows)
+        conn.execute(period_findings.insert(), [findings_row(period, frozen_at, found)])
     return read_snapshots(engine, period)
+
+
+def _frozen_scores(engine: Engine) -> Callable[[str, str], list[dict[str, object]]]:
+    def scores(period: str, level: str) -> list[dict[str, object]]:
+        frozen = read_snapshots(engine, period, level)
+        return frozen[0].scores if frozen else []
+
+    return scores
 
 
 class ProjectionBehind(DubanError):

@@ -26,7 +26,7 @@ from events.envelope import EventEnvelope
 from events.errors import EventValidationError
 from events.store import digest_of, event_of_row, stored_events
 from projections import read_models as rm
-from projections.evolve import adjustment_row, evolve, new_view
+from projections.evolve import adjustment_row, evolve, interview_row, new_view
 from projections.frozen_periods import counted_day, period_snapshots
 
 CHUNK = 500
@@ -150,6 +150,7 @@ class Batch:
             self.views.update((row["item_id"], dict(row)) for row in conn.execute(query).mappings())
         self.counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.adjustments: list[dict[str, Any]] = []
+        self.interviews: list[dict[str, Any]] = []
         self.spans = [(r.start, r.end, r.frozen_at) for r in conn.execute(select(period_snapshots)).all()]
         self.days: dict[str, date] = {}
         self.applied: list[dict[str, Any]] = []
@@ -172,7 +173,7 @@ class Batch:
             return
         assert ev is not None
         self.seen.add(ev.event_id)
-        if ev.event_type != t.SCORE_ADJUSTED:
+        if ev.event_type not in t.NON_ITEM_EVENTS:
             self.changed.add(ev.item_id)
         self.applied.append(
             {
@@ -203,7 +204,7 @@ class Batch:
 
     def _fill_gap(self, ev: EventEnvelope) -> str:
         """Apply first the stored events of ``ev``'s item between its last applied one and ``ev``."""
-        if ev.event_type == t.SCORE_ADJUSTED:
+        if ev.event_type in t.NON_ITEM_EVENTS:
             return ""
         view = self.views.get(ev.item_id)
         last = view["last_sequence"] if view else 0
@@ -239,6 +240,8 @@ class Batch:
     def _apply_unchecked(self, ev: EventEnvelope) -> str:
         if ev.event_type == t.SCORE_ADJUSTED:
             return adjustment_row(ev, self.adjustments, self.spans, self.days)
+        if ev.event_type == t.INTERVIEW_REQUIRED:
+            return interview_row(ev, self.interviews)
         view = self.views.get(ev.item_id)
         if ev.event_type == t.ITEM_REGISTERED:
             if view is not None:

@@ -204,6 +204,8 @@ class ItemProjector:
         )
         if batch.adjustments:
             conn.execute(rm.score_adjustments.insert(), batch.adjustments)
+        if batch.interviews:
+            conn.execute(rm.interviews.insert(), batch.interviews)
         return BatchResult(len(batch.applied), batch.duplicates, len(batch.dead))
 
     @staticmethod

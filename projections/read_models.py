@@ -180,7 +180,21 @@ score_adjustments = Table(
 """Manual score adjustments (``ScoreAdjusted`` events): points for a unit on a local day, with the
 reason and the approver."""
 
-READ_MODEL_TABLES = ("item_view", "unit_day_counters", "score_adjustments")
+interviews = Table(
+    "interviews",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("period", String(32), nullable=False, index=True),
+    Column("level", String(16), nullable=False),
+    Column("unit_key", String(256), nullable=False),
+    Column("rules", Text, nullable=False),  # JSON list
+    Column("reasons", Text, nullable=False),  # JSON list
+    Column("scorebook_version", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+"""Interviews (约谈) called by the office (``InterviewRequired`` events, ``projections.interviews``)."""
+
+READ_MODEL_TABLES = ("item_view", "unit_day_counters", "score_adjustments", "interviews")
 """The tables whose checksum must agree between a live projection and a rebuild from the store."""
 
 

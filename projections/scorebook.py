@@ -45,6 +45,23 @@ class Band:
     min: Decimal
 
 
+INTERVIEW_RULES = ("last_place", "counter_at_least", "city_order_overdue")
+"""The kinds of interview (约谈) rule: ranked last ``periods`` months running; a counter (e.g.
+``breached``) at least ``min`` in the month; an item escalated to a city order (rung 4) overdue at
+the close (``projections.interviews`` evaluates them)."""
+
+
+@dataclass(frozen=True)
+class InterviewRule:
+    """One interview rule of a scorebook version, at ``level`` (see ``INTERVIEW_RULES``)."""
+
+    rule: str
+    level: str
+    periods: int = 2
+    counter: str = ""
+    min: int = 1
+
+
 @dataclass(frozen=True)
 class ScoreVersion:
     """One version of the scoring rules, in force for periods starting on or after ``effective_from``."""
@@ -55,6 +72,7 @@ class ScoreVersion:
     deductions: tuple[PointRule, ...]
     bonuses: tuple[PointRule, ...]
     bands: tuple[Band, ...]
+    interviews: tuple[InterviewRule, ...] = ()
 
     def band(self, score: Decimal) -> str:
         """The highest band whose minimum ``score`` reaches (``""`` below every band)."""
@@ -127,6 +145,30 @@ def _rules(items: Any, path: str) -> tuple[PointRule, ...]:
     return tuple(out)
 
 
+def _interviews(items: Any, path: str) -> tuple[InterviewRule, ...]:
+    out = []
+    for i, item in enumerate(_list(items, path)):
+        here = f"{path}[{i}]"
+        rule, level = _at(item, "rule", here), item.get("level", "department")
+        if rule not in INTERVIEW_RULES:
+            raise ValidationError(
+                f"{here}.rule", f"must be one of {', '.join(INTERVIEW_RULES)}, not {rule!r}"
+            )
+        if level not in rm.LEVELS:
+            raise ValidationError(f"{here}.level", f"must be one of {', '.join(rm.LEVELS)}, not {level!r}")
+        counter = item.get("counter", "")
+        if rule == "counter_at_least" and counter not in rm.COUNTER_COLUMNS:
+            raise ValidationError(f"{here}.counter", f"unknown counter {counter!r}")
+        numbers = {}
+        for name, default, least in (("periods", 2, 2), ("min", 1, 1)):
+            value = item.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= 1000:
+                raise ValidationError(f"{here}.{name}", f"must be a whole number from {least} to 1000")
+            numbers[name] = value
+        out.append(InterviewRule(rule, level, numbers["periods"], counter, numbers["min"]))
+    return tuple(out)
+
+
 def parse_scorebook(data: Any) -> Scorebook:
     """Check and build a scorebook from parsed YAML; errors name the path, e.g.
     ``versions[0].weights[2].weight``.
@@ -168,6 +210,7 @@ def parse_scorebook(data: Any) -> Scorebook:
                 _rules(v.get("deductions"), f"{here}.deductions"),
                 _rules(v.get("bonuses"), f"{here}.bonuses"),
                 bands,
+                _interviews(v.get("interviews"), f"{here}.interviews"),
             )
         )
         if i and versions[-1].effective_from <= versions[-2].effective_from:

@@ -35,12 +35,22 @@ class RecordEventsResult:
 
 @dataclass
 class PeriodClosed:
-    """The period closed and its snapshot's proof: events counted and their hash."""
+    """The period closed and its snapshot's proof: events counted and their hash; ``documents`` the
+    documents made after the close (``"<id> <format> sha256:<hex>"``, none for a daily close)."""
 
     period: str
     events_count: int
     events_hash: str
     scorebook_version: str
+    documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProduceDocumentsInput:
+    """Make the notice of closed ``period`` of ``cadence`` (weekly, half-monthly, monthly)."""
+
+    cadence: str
+    period: str
 
 
 @activity.defn(name="record_events")
@@ -80,3 +90,10 @@ async def deliver_webhook(input: DeliveryInput) -> DeliveryAttempt:
 async def park_webhook_delivery(input: ParkInput) -> None:
     """Mark a delivery parked with its last error (``activities.webhooks.WebhookDelivery``)."""
     raise NotImplementedError("a contract: the worker runs activities.webhooks")
+
+
+@activity.defn(name="produce_documents")
+async def produce_documents(input: ProduceDocumentsInput) -> list[str]:
+    """Make and store every format of the closed period's notice; one line per document
+    (``activities.document_production.DocumentProduction``)."""
+    raise NotImplementedError("a contract: the worker runs activities.document_production")

@@ -4,7 +4,9 @@ daily, weekly, half-monthly and monthly cut-offs).
 
 Each scheduled run closes the period of its cadence that ended before the run (or ``period`` when
 given, for a backfill) with the ``close_period`` activity, which waits for the projection to catch
-up before it freezes anything.
+up before it freezes anything; after a weekly, half-monthly or monthly close the
+``produce_documents`` activity makes and stores that period's notice in every format (behind the
+patch ``period-documents``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.activity_contracts import PeriodClosed, close_period
+    from workflows.activity_contracts import (
+        PeriodClosed,
+        ProduceDocumentsInput,
+        close_period,
+        produce_documents,
+    )
 
 __all__ = ["CADENCES", "PeriodCloseInput", "PeriodCloseWorkflow", "PeriodClosed", "period_ended_before"]
 
@@ -30,6 +37,10 @@ CADENCES = {
 """Cron expression of each cadence, read in the area's time zone; five minutes after the cut-off."""
 
 CLOSE_TIMEOUT = timedelta(minutes=10)
+DOCUMENTS_TIMEOUT = timedelta(minutes=10)
+DOCUMENTS_PATCH = "period-documents"
+"""``workflow.patched`` id of the documents made after a weekly, half-monthly or monthly close."""
+DOCUMENT_CADENCES = ("weekly", "half-monthly", "monthly")
 
 
 def period_ended_before(cadence: str, local_now: datetime) -> str:
@@ -72,9 +83,17 @@ class PeriodCloseWorkflow:
     async def run(self, input: PeriodCloseInput) -> PeriodClosed:
         local_now = workflow.now().astimezone(ZoneInfo(input.zone))
         period = input.period or period_ended_before(input.cadence, local_now)
-        return await workflow.execute_activity(
+        closed = await workflow.execute_activity(
             close_period,
             period,
             start_to_close_timeout=CLOSE_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
         )
+        if input.cadence in DOCUMENT_CADENCES and workflow.patched(DOCUMENTS_PATCH):
+            closed.documents = await workflow.execute_activity(
+                produce_documents,
+                ProduceDocumentsInput(input.cadence, closed.period),
+                start_to_close_timeout=DOCUMENTS_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+            )
+        return closed

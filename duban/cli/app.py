@@ -16,6 +16,7 @@ import typer
 from duban.cli import reports as cli_reports
 from duban.cli.calendars import calendars_app
 from duban.cli.common import errors, run_async, writable_file
+from duban.cli.documents import report_app
 from duban.cli.gateway import keys_app
 from duban.cli.gateway import serve as serve_command
 from duban.cli.stack import stack_app
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
 app.add_typer(calendars_app, name="calendars", help="The working calendars: list versions, draft one.")
 app.add_typer(keys_app, name="keys", help="Integrator keys for the gateway: create, list, revoke.")
+app.add_typer(report_app, name="report", help="The office's documents: notices and reports of a period.")
 app.add_typer(webhooks_app, name="webhooks", help="Webhook subscriptions: add, list, remove, deliveries.")
 
 

@@ -8,13 +8,16 @@ import asyncio
 import signal
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.document_production import DocumentProduction
 from activities.event_recording import EventRecorder
 from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
@@ -77,13 +80,14 @@ def build_worker(
     paging: OrderPaging | None = None,
     closing: PeriodClosing | None = None,
     webhooks: WebhookDelivery | None = None,
+    documents: DocumentProduction | None = None,
 ) -> Worker:
     """A worker for ``SupervisionItemWorkflow``, ``record_events`` and ``item_registered`` (both on the
     recorder's store) on ``task_queue``, plus
     ``SupervisionOrderWorkflow`` and ``start_order_page`` when ``paging`` is given, and
     ``PeriodCloseWorkflow``'s ``close_period`` when ``closing`` is given, and the webhook
     deliveries (``WebhookDeliveryWorkflow``, ``deliver_webhook``, ``park_webhook_delivery``) when
-    ``webhooks`` is given.
+    ``webhooks`` is given, and ``produce_documents`` (after a period close) when ``documents`` is.
 
     ``max_cached`` bounds the sticky workflow cache (items kept in memory between tasks); keep it
     above the number of concurrently active items, or evicted items are replayed from history.
@@ -103,11 +107,25 @@ def build_worker(
             *([paging.start_order_page] if paging else []),
             *([closing.close_period] if closing else []),
             *(webhook_activities(webhooks) if webhooks else []),
+            *([documents.produce_documents] if documents else []),
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached,
         max_concurrent_activities=64,
     )
+
+
+def producer(settings: Settings, engine: Engine) -> Callable[[str, str], list[Any]]:
+    """What ``produce_documents`` runs: the period's notice in every format, in the configured
+    language and template, stored in the database."""
+    from duban.documents.service import produce_period_documents
+
+    template = Path(settings.documents_template) if settings.documents_template else None
+
+    def produce(cadence: str, period: str) -> list[Any]:
+        return list(produce_period_documents(engine, cadence, period, settings.documents_lang, template))
+
+    return produce
 
 
 async def run_worker(settings: Settings) -> None:
@@ -136,6 +154,7 @@ async def run_worker(settings: Settings) -> None:
                 paging=paging,
                 closing=closing,
                 webhooks=WebhookDelivery(webhook_store, rec.store),
+                documents=DocumentProduction(producer(settings, engine)),
             ),
         ):
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)

@@ -48,6 +48,11 @@ FEEDS: dict[str, int] = {
     "score_adjustments.unit_key": b.PAYLOAD_TEXT["unit_key"].max_chars,
     "score_adjustments.points": b.PAYLOAD_TEXT["points"].max_chars,
     "score_adjustments.approver": b.PAYLOAD_TEXT["approver"].max_chars,
+    "interviews.event_id": b.ENVELOPE_TEXT["event_id"].max_chars,
+    "interviews.period": b.PAYLOAD_TEXT["period"].max_chars,
+    "interviews.level": max(len(level) for level in rm.LEVELS),  # other levels are dead letters
+    "interviews.unit_key": b.PAYLOAD_TEXT["unit_key"].max_chars,
+    "interviews.scorebook_version": b.PAYLOAD_TEXT["scorebook_version"].max_chars,
     "projection_positions.projection": 64,
     "projection_positions.topic": 249,
 }

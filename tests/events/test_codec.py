@@ -127,6 +127,14 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "reason": "complaint upheld",
         "approver": "chief:li",
     },
+    t.INTERVIEW_REQUIRED: {
+        "period": "2026-11",
+        "level": "department",
+        "unit_key": "PWD",
+        "rules": ["counter_at_least"],
+        "reasons": ["6 breached in the month (the rule: at least 5)"],
+        "scorebook_version": "2026.2",
+    },
 }
 
 

@@ -3,6 +3,7 @@ time-skipping server, and the refusal to close while the projection is behind.""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -85,3 +86,43 @@ async def test_the_closing_workflow_waits_for_the_projection_then_freezes(
     )
     [snapshot] = read_snapshots(engine, "2026-11-02", "category")
     assert snapshot.events_hash == closed.events_hash and snapshot.scores[0]["score"] == "66.77"
+
+
+async def test_a_weekly_close_makes_and_stores_the_weeks_notice_in_every_format(
+    workflow_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    from activities.document_production import DocumentProduction
+    from duban.config import Settings
+    from duban.documents.store import DocumentStore
+    from duban.processes.worker import producer
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    EventStore(engine).create()
+    events = three_items()
+    EventStore(engine).append(events)
+    ItemProjector(engine).apply_batch(records(events))
+    queue = f"close-{uuid.uuid4().hex[:8]}"
+    closing = PeriodClosing(engine, load_scorebook())
+    documents = DocumentProduction(producer(Settings(documents_lang="en"), engine))
+    async with Worker(
+        workflow_env.client,
+        task_queue=queue,
+        workflows=[PeriodCloseWorkflow],
+        activities=[closing.close_period, documents.produce_documents],
+        workflow_runner=workflow_runner(),
+    ):
+        closed = await workflow_env.client.execute_workflow(
+            PeriodCloseWorkflow.run,
+            PeriodCloseInput("weekly", "Asia/Shanghai", period="2026-W45"),
+            id=f"close-test-{queue}",
+            task_queue=queue,
+        )
+    stored = DocumentStore(engine).list("2026-W45")
+    assert sorted(d.format for d in stored) == ["docx", "html", "pdf", "xlsx"]
+    assert {(d.kind, d.lang, d.provisional, d.events_hash) for d in stored} == {
+        ("weekly", "en", False, closed.events_hash)
+    }
+    assert sorted(closed.documents) == sorted(f"{d.document_id} {d.format} sha256:{d.sha256}" for d in stored)
+    for d in stored:  # each stored document is the bytes its hash names
+        record, content = DocumentStore(engine).content(d.document_id) or (None, b"")
+        assert record is not None and hashlib.sha256(content).hexdigest() == d.sha256
