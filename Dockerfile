@@ -7,6 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The documents need Pango (WeasyPrint lays out the PDFs) and CJK fonts (Chinese in PDFs and charts).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk fontconfig \
+    && rm -rf /var/lib/apt/lists/*
+
 # Install the project (not editable) from a copy of the build context (.dockerignore trims it),
 # then drop the copy: the installed package is all that runs.
 WORKDIR /src

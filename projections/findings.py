@@ -88,10 +88,11 @@ def _period_instants(start: date, end: date, zone: str) -> tuple[datetime, datet
     )
 
 
-def _trend(conn: Connection, end: date) -> list[dict[str, Any]]:
-    """The city-wide cohort rectification rate of each of the ``TREND_WEEKS`` ISO weeks before ``end``."""
+def weekly_trend(conn: Connection, end: date, count: int = TREND_WEEKS) -> list[dict[str, Any]]:
+    """The city-wide cohort rectification rate of each of the ``count`` ISO weeks before ``end``:
+    ``{"week", "numerator", "denominator", "value"}`` (value a decimal string, or ``None``)."""
     monday = end - timedelta(days=end.weekday() or 7)  # the last Monday strictly before ``end``
-    weeks = [monday - timedelta(weeks=k) for k in range(TREND_WEEKS - 1, -1, -1)]
+    weeks = [monday - timedelta(weeks=k) for k in range(count - 1, -1, -1)]
     c = rm.unit_day_counters.c
     definition, options = BY_NAME["rectification_rate"], IndicatorOptions()
     out = []
@@ -148,7 +149,7 @@ def compute_findings(engine: Engine, start: date, end: date, cut_off: datetime) 
                 overdue.append(_line(row, days_between(cut_off, deadline)))
             elif deadline is not None and deadline < cut_off + DUE_SOON:
                 soon.append(_line(row, days_between(deadline, cut_off)))
-        trend = _trend(conn, end)
+        trend = weekly_trend(conn, end)
     open_orders = [
         {"order_id": key, **{k: counts[k] for k in ("items", "closed", "open", "overdue", "withdrawn")}}
         for key, counts in sorted(orders.items())

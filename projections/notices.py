@@ -115,7 +115,8 @@ def _example(kind: str) -> str:
     return {"weekly": "2022-W19", "half-monthly": "2022-05-H1", "monthly": "2022-05"}[kind]
 
 
-def _rate(numerator: int, denominator: int) -> str | None:
+def rate_of(numerator: int, denominator: int) -> str | None:
+    """``numerator / denominator`` to 0.0001 half up, as a decimal string (``None`` over 0)."""
     if not denominator:
         return None
     return str(
@@ -129,7 +130,9 @@ def _points(now: str | None, before: str | None) -> str | None:
     return str(((Decimal(now) - Decimal(before)) * 100).quantize(PERCENT_POINTS, rounding=ROUND_HALF_UP))
 
 
-def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+def city_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Sums over department-level indicator rows: received, rectified, closed_with_deadline,
+    on_time, late."""
     out = dict.fromkeys(("received", "rectified", "closed_with_deadline", "on_time", "late"), 0)
     for r in rows:
         out["received"] += int(r["rectification_rate"]["denominator"])
@@ -224,14 +227,14 @@ def build_notice(
     cut_off = frozen[0].frozen_at if frozen else now
     if found is None:
         found = compute_findings(engine, start, end, cut_off)
-    totals = _totals(ind.get("department", []))
-    before = _totals(prev_ind.get("department", []))
+    totals = city_totals(ind.get("department", []))
+    before = city_totals(prev_ind.get("department", []))
     rect, on_time = (
-        _rate(totals["rectified"], totals["received"]),
-        _rate(totals["on_time"], totals["closed_with_deadline"]),
+        rate_of(totals["rectified"], totals["received"]),
+        rate_of(totals["on_time"], totals["closed_with_deadline"]),
     )
-    prev_rect = _rate(before["rectified"], before["received"])
-    prev_on_time = _rate(before["on_time"], before["closed_with_deadline"])
+    prev_rect = rate_of(before["rectified"], before["received"])
+    prev_on_time = rate_of(before["on_time"], before["closed_with_deadline"])
     summary = Summary(
         received=totals["received"],
         rectified=totals["rectified"],
@@ -270,3 +273,24 @@ def build_notice(
         repeat_offenders=repeat,
         zone=_zone(engine),
     )
+
+
+def level_ranking(
+    engine: Engine, level: str, period: str, scorebook: Scorebook, options: IndicatorOptions | None = None
+) -> list[dict[str, Any]]:
+    """The ranking of ``level`` for ``period`` as the notices print it (rank, movement, unit, score,
+    band, the rectification and on-time closure rates with their numerators and denominators):
+    frozen if the period is closed, else as it stands.
+
+    Raises:
+        ValidationError: a bad period or level, or no scorebook version for it.
+    """
+    if level not in rm.LEVELS:
+        raise ValidationError("level", f"must be one of {', '.join(rm.LEVELS)}, not {level!r}")
+    period = canonical_period(period)
+    frozen = read_snapshots(engine, period, level)
+    if frozen:
+        return _ranking(frozen[0].indicators, frozen[0].scores)
+    start, end = parse_period(period)
+    ind = [indicator_dict(r) for r in indicators(engine, level, start, end, options or IndicatorOptions())]
+    return _ranking(ind, period_scores(engine, level, period, scorebook, options or IndicatorOptions()))

@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from activities.webhooks import SubscriptionNotFound, WebhookStore
 from duban import services
-from duban.gateway import http_api, open311, webhooks
+from duban.gateway import dashboard, http_api, open311, webhooks
 from duban.gateway.bridge import BridgeOptions, start_bridge
 from duban.gateway.context import Gateway
 from duban.gateway.dispatcher import SETTLE_S, WebhookDispatcher
@@ -119,6 +119,7 @@ def create_app(
     app.include_router(http_api.router)
     app.include_router(open311.router)
     app.include_router(webhooks.router)
+    app.include_router(dashboard.router)
 
     @app.exception_handler(DubanError)
     async def expected(request: Request, exc: DubanError) -> Response:

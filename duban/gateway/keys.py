@@ -29,7 +29,9 @@ REGISTER = "register"
 """The scope kind that allows registering items (the others are ``CommandKind`` values)."""
 SUBSCRIBE = "subscribe"
 """The scope kind that allows managing webhook subscriptions (``duban.gateway.webhooks``)."""
-KINDS = frozenset({REGISTER, SUBSCRIBE, *(k.value for k in CommandKind)})
+VIEW = "view"
+"""The scope kind that opens the leaders' dashboard (``duban.gateway.dashboard``), read-only."""
+KINDS = frozenset({REGISTER, SUBSCRIBE, VIEW, *(k.value for k in CommandKind)})
 ROLES = frozenset(r.value for r in Role)
 _KEY = re.compile(r"^dbk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
