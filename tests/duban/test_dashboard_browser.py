@@ -79,8 +79,9 @@ async def expected_ranking(gw: RunningGateway, key: str, level: str, period: str
         if ind is None:
             continue
         rect, on_time = ind["rectification_rate"], ind["on_time_closure_rate"]
+        band = BANDS_ZH.get(s["band"], s["band"] or "")
         rows.append([
-            str(s["rank"]), s["unit_key"] or "(none)", s["score"] or "—", BANDS_ZH.get(s["band"], s["band"] or ""),
+            str(s["rank"]), s["unit_key"] or "(none)", s["score"] or "—", band,
             f"{rect['numerator']}/{rect['denominator']}", pct(rect["value"]),
             f"{on_time['numerator']}/{on_time['denominator']}", pct(on_time["value"]),
         ])  # fmt: skip
