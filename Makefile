@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_order.py
 	$(BIN)/python bench/bench_rankings.py
+	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_ledger.py
 
 demo: $(STAMP)
 	$(BIN)/duban demo

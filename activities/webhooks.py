@@ -21,11 +21,14 @@ and Temporal retries (``workflows.webhook_delivery``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, insert, select, update
@@ -72,7 +75,10 @@ webhook_deliveries = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 HTTP_TIMEOUT_S = 10.0
-"""How long one POST may take (connect and answer)."""
+"""How long one POST may take, connect and answer together (redirects are not followed: a 3xx is a
+failed attempt)."""
+SETTLED = ("delivered", "parked", "unsubscribed")
+"""Statuses a later failed attempt does not change (an operator's redelivery does)."""
 _SELECTORS = ("event_types", "items", "departments", "towns")
 
 
@@ -189,15 +195,18 @@ class WebhookStore:
     ) -> None:
         """Note one attempt of a delivery (or, not ``attempted``, a change of its status: parked,
         redelivered): the status, the HTTP status (0: none) and the error (clipped to 500
-        characters)."""
+        characters). An attempt that failed never turns a settled delivery (``SETTLED``) back to
+        ``pending``: an attempt can outlive its timeout and end after the workflow parked it."""
         key = {"subscription_id": subscription_id, "event_id": event_id}
         with self.engine.begin() as conn:
             prior = conn.execute(
-                select(webhook_deliveries.c.attempts).where(
+                select(webhook_deliveries.c.attempts, webhook_deliveries.c.status).where(
                     *(getattr(webhook_deliveries.c, k) == v for k, v in key.items())
                 )
-            ).scalar()
-            attempts = int(prior or 0) + (1 if attempted else 0)
+            ).first()
+            attempts = int(prior.attempts if prior else 0) + (1 if attempted else 0)
+            if attempted and status == "pending" and prior is not None and prior.status in SETTLED:
+                status = prior.status  # a late attempt (one that outlived its timeout) changes no outcome
             row = key | {
                 "status": status,
                 "attempts": attempts,
@@ -236,6 +245,45 @@ class WebhookStore:
             return [dict(r._mapping) for r in conn.execute(query)]
 
 
+class RefusedDestination(DubanError):
+    """A webhook URL that must not be called (a link-local, multicast or unspecified address)."""
+
+
+def forbidden_address(host: str) -> str:
+    """Why a literal IP address must not receive webhooks (``""`` if it may): link-local addresses
+    are where clouds serve instance metadata and credentials (169.254.169.254); multicast and
+    unspecified addresses are no receiver. Loopback and private networks are allowed: an office's
+    own systems live there."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ""
+    kinds = {
+        "link-local": address.is_link_local,
+        "multicast": address.is_multicast,
+        "unspecified": address.is_unspecified,
+        "reserved": address.is_reserved,
+    }
+    for what, hit in kinds.items():
+        if hit:
+            return f"{host} is a {what} address"
+    return ""
+
+
+def check_destination(url: str) -> None:
+    """Refuse to call ``url`` if its host resolves to a forbidden address (``forbidden_address``),
+    checked at each attempt since a name may resolve elsewhere later.
+
+    Raises:
+        RefusedDestination: the reason. OSError: the name does not resolve.
+    """
+    host = urlsplit(url).hostname or ""
+    for *_, sockaddr in socket.getaddrinfo(host, None):
+        reason = forbidden_address(str(sockaddr[0]))
+        if reason:
+            raise RefusedDestination(f"refused: {host} resolves to {reason}")
+
+
 def delivery_body(subscription_id: str, event: dict[str, Any], attempt: int) -> bytes:
     """The JSON bytes POSTed for one event (see the module docstring)."""
     body = {"subscription_id": subscription_id, "event": event, "attempt": attempt}
@@ -263,6 +311,10 @@ class WebhookDelivery:
         """
         found = await asyncio.to_thread(self.webhooks.get, input.subscription_id)
         if found is None or found[0].removed_at is not None:
+            await asyncio.to_thread(
+                self.webhooks.record, input.subscription_id, input.event_id, "unsubscribed", 0,
+                "the subscription was removed", False,
+            )  # fmt: skip
             return DeliveryAttempt("unsubscribed")
         sub, secret = found
         event = await asyncio.to_thread(self._event, input.event_id)
@@ -279,12 +331,17 @@ class WebhookDelivery:
         }
         status, error = 0, ""
         try:
+            await asyncio.to_thread(check_destination, sub.url)
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False) as http:
-                answer = await http.post(sub.url, content=body, headers=headers)
+                answer = await asyncio.wait_for(
+                    http.post(sub.url, content=body, headers=headers), HTTP_TIMEOUT_S
+                )
             status = answer.status_code
             if not 200 <= status < 300:
                 error = f"the receiver answered {status}"
-        except httpx.HTTPError as exc:
+        except TimeoutError:
+            error = f"the receiver did not answer within {HTTP_TIMEOUT_S:.0f} s"
+        except Exception as exc:  # any failure to deliver is this attempt's error, recorded below
             error = f"{type(exc).__name__}: {exc}"
         outcome = "delivered" if not error else "pending"
         await asyncio.to_thread(

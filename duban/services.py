@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -76,6 +81,29 @@ async def register_item(client: Client, input: ItemWorkflowInput, task_queue: st
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
+        raise ItemEnded(f"item {input.registration.item_id} was registered before and has ended") from None
+
+
+async def register_new_item(client: Client, input: ItemWorkflowInput, task_queue: str) -> bool:
+    """Start the item of ``input``; True if this call started it, False if its workflow was already
+    running (of concurrent calls, exactly one starts it).
+
+    Raises:
+        ItemEnded: the id belongs to an item whose workflow has ended.
+    """
+    try:
+        await start_item(
+            client,
+            input,
+            task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+        return True
+    except WorkflowAlreadyStartedError:
+        described = await client.get_workflow_handle(item_workflow_id(input.registration.item_id)).describe()
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            return False
         raise ItemEnded(f"item {input.registration.item_id} was registered before and has ended") from None
 
 
@@ -163,6 +191,19 @@ def indicator_rows(
     _check_level(level)
     start, end = parse_period(period) if period is not None else (None, None)  # "" is no period
     return ind.indicators(wiring.read_models(url), level, start, end, options)
+
+
+def dashboard(url: str | Engine, period: str | None, level: str) -> dict[str, Any]:
+    """What the leaders' dashboard shows (``projections.dashboard.dashboard_data``) for ``period``
+    (default: the newest month with items) at ``level``, under the built-in scorebook.
+
+    Raises:
+        ValidationError: a bad level or period. ConfigurationError: no read models at ``url``.
+    """
+    from projections.dashboard import dashboard_data
+
+    _check_level(level)
+    return dashboard_data(wiring.read_models(url), period, level, scoring.load_scorebook())
 
 
 @dataclass

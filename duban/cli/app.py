@@ -19,6 +19,7 @@ from duban.cli.common import errors, run_async, writable_file
 from duban.cli.documents import report_app
 from duban.cli.gateway import keys_app
 from duban.cli.gateway import serve as serve_command
+from duban.cli.ledger import ledger as ledger_command
 from duban.cli.stack import stack_app
 from duban.cli.webhooks import webhooks_app
 from duban.config import load_settings
@@ -163,4 +164,5 @@ app.command()(cli_reports.adjust)
 app.command("close-period")(cli_reports.close_period)
 app.command()(cli_reports.schedules)
 app.command("rebuild-read-models")(cli_reports.rebuild_read_models)
+app.command("ledger")(ledger_command)
 app.command("serve")(serve_command)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -45,6 +47,13 @@ class NoDeadline(StrEnum):
     on_time = "on_time"
 
 
+class Lang(StrEnum):
+    """Languages of the office's documents and ledger."""
+
+    zh_CN = "zh-CN"
+    en = "en"
+
+
 class Cancelled(StrEnum):
     """Whether cancelled and merged items stay in the registered base."""
 
@@ -83,6 +92,10 @@ def errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:  # the reader went away (`duban keys list | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except (DubanError, OSError) as exc:
         raise fail(exc) from None
     except KafkaError as exc:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from duban.cli.common import DatabaseOpt, errors, writable_file
+from duban.cli.common import DatabaseOpt, Lang, errors, writable_file
 from duban.config import load_settings
 
 report_app = typer.Typer(
@@ -22,11 +22,6 @@ class DocFormat(StrEnum):
     xlsx = "xlsx"
     html = "html"
     pdf = "pdf"
-
-
-class Lang(StrEnum):
-    zh = "zh-CN"
-    en = "en"
 
 
 PeriodOpt = Annotated[

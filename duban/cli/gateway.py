@@ -100,6 +100,10 @@ def serve(
         and not os.environ.get("DUBAN_LOG_LEVEL")
     ):
         configure_logging("INFO")  # the access log is INFO: on unless a level was chosen
+    from duban.stack.probes import port_free
+
+    if not port_free(port, host):  # before the bridge joins its group or the dispatcher starts
+        raise fail(Exception(f"port: {host}:{port} is in use (another duban serve?)"))
     settings = load_settings()
     app = create_app(
         lambda: open_gateway(settings),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -15,6 +16,13 @@ webhooks_app = typer.Typer(
     no_args_is_help=True,
 )
 ListOpt = "Comma-separated; * for any."
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    parked = "parked"
+    unsubscribed = "unsubscribed"
 
 
 def _store() -> object:
@@ -62,6 +70,14 @@ def add(
         except PydanticError as exc:
             first = exc.errors()[0]
             raise ValidationError(".".join(str(p) for p in first["loc"]), str(first["msg"])) from None
+        from duban.gateway.keys import KeyStore
+
+        if not any(
+            k.integrator == integrator and k.revoked_at is None for k in KeyStore(store.engine).list()
+        ):
+            raise ValidationError(
+                "integrator", f"{integrator!r} has no valid key (duban keys create {integrator} …)"
+            )
         sub, secret = subscribe(store, integrator, body)
         typer.echo(f"subscription {sub.subscription_id} for {sub.integrator}: secret {secret}")
 
@@ -106,7 +122,9 @@ def remove(subscription_id: Annotated[str, typer.Argument(help="The subscription
 @webhooks_app.command("deliveries")
 def deliveries(
     subscription_id: Annotated[str | None, typer.Argument(help="Only this subscription.")] = None,
-    status: Annotated[str | None, typer.Option(help="pending, delivered, parked or unsubscribed.")] = None,
+    status: Annotated[
+        DeliveryStatus | None, typer.Option(help="pending, delivered, parked or unsubscribed.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many, latest first.")] = 100,
 ) -> None:
     """Delivery records: status, attempts, last HTTP status and error (parked ones need an operator)."""
@@ -115,7 +133,7 @@ def deliveries(
     with errors():
         store = _store()
         assert isinstance(store, WebhookStore)
-        for row in store.deliveries(subscription_id, status, limit):
+        for row in store.deliveries(subscription_id, status.value if status else None, limit):
             error = f"  {row['last_error']}" if row["last_error"] else ""
             typer.echo(
                 f"{row['subscription_id']}  {row['event_id']}  {row['status']}  attempts={row['attempts']}"

@@ -1,69 +1,34 @@
 """The gateway's ASGI application: duban's API (``/v1``), the Open311 façade (``/open311/v2``),
-health (``/healthz``: the process answers; ``/readyz``: Temporal, the broker and the database answer)
-and one structlog access-log line per request (method, path, status, duration in ms, request id,
-integrator and item id; never a key).
-
-Errors map to status codes here, once: ``KeyRefused`` 401, ``OutOfScope`` 403, ``ItemNotFound`` 404,
-``ItemConflict`` and an illegal command 409, ``ValidationError`` and a malformed command 422; a
-request body or query that fails validation is 422 with the field (``body.occurred_at``) and reason.
-Open311 paths answer in the spec's error format instead (``duban.gateway.open311``).
+webhooks, the dashboard, health (``/healthz``: the process answers; ``/readyz``: Temporal, a worker
+on the task queue, the broker and the database answer), and the command topic bridge and webhook
+dispatcher running beside them. What every request meets — strict JSON, the body limit, request ids,
+the access log, errors mapped to status codes — is ``duban.gateway.edges``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from activities.webhooks import SubscriptionNotFound, WebhookStore
-from duban import services
-from duban.gateway import dashboard, http_api, open311, webhooks
-from duban.gateway.bridge import BridgeOptions, start_bridge
+from activities.webhooks import WebhookStore
+from duban.gateway import dashboard, edges, http_api, open311, webhooks
+from duban.gateway.bridge import BridgeOptions, start_bridge, stop_bridge
 from duban.gateway.context import Gateway
 from duban.gateway.dispatcher import SETTLE_S, WebhookDispatcher
-from duban.gateway.items import ItemConflict, ItemNotFound
-from duban.gateway.keys import KeyRefused, OutOfScope
 from duban.stack.probes import host_port, port_answers
-from events.errors import DubanError, ValidationError
 from workflows.webhook_model import RetrySchedule
 
 log = structlog.get_logger("duban.gateway")
 GatewayFactory = Callable[[], Any]  # an async context manager yielding a Gateway
-
-
-def _status(exc: DubanError) -> tuple[int, str, str, str]:
-    """(status, error, field, reason) of an expected failure."""
-    if isinstance(exc, KeyRefused):
-        return 401, "Unauthenticated", "api_key", str(exc)
-    if isinstance(exc, OutOfScope):
-        return 403, "OutOfScope", "", str(exc)
-    if isinstance(exc, ItemNotFound):
-        return 404, "ItemNotFound", "item_id", str(exc)
-    if isinstance(exc, SubscriptionNotFound):
-        return 404, "SubscriptionNotFound", "subscription_id", str(exc)
-    if isinstance(exc, ItemConflict):
-        return 409, "ItemConflict", "item_id", str(exc)
-    if isinstance(exc, services.CommandRefused):
-        code = 422 if exc.kind == "MalformedCommand" else 409
-        field, _, reason = exc.reason.partition(": ") if code == 422 else ("", "", exc.reason)
-        return code, exc.kind, field, reason or exc.reason
-    if isinstance(exc, ValidationError):
-        return 422, "ValidationError", exc.field, exc.reason
-    return 400, type(exc).__name__, "", str(exc)
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
 
 
 @dataclass(frozen=True)
@@ -106,7 +71,7 @@ def create_app(
             finally:
                 stop.set()
                 if running is not None:
-                    await running.stop()
+                    await stop_bridge(running)
                 if dispatching is not None:
                     await dispatching
 
@@ -121,38 +86,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
 
-    @app.exception_handler(DubanError)
-    async def expected(request: Request, exc: DubanError) -> Response:
-        status, error, field, reason = _status(exc)
-        if request.url.path.startswith(open311.PREFIX):
-            return open311.error_response(request, status, reason if not field else f"{field}: {reason}")
-        return JSONResponse({"error": error, "field": field, "reason": reason}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "is invalid"}
-        field, reason = _field(tuple(first["loc"])), str(first["msg"])
-        if request.url.path.startswith(open311.PREFIX):
-            return open311.error_response(request, 400, f"{field}: {reason}")
-        return JSONResponse({"error": "ValidationError", "field": field, "reason": reason}, status_code=422)
-
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request_id
-        log.info(
-            "http.request",
-            method=request.method,
-            path=request.url.path,
-            status=response.status_code,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-            request_id=request_id,
-            integrator=getattr(request.state, "integrator", None),
-            item_id=getattr(request.state, "item_id", None),
-        )
-        return response
+    edges.install(app)
 
     @app.get("/healthz", summary="The process answers")
     def healthz() -> dict[str, str]:
@@ -168,14 +102,41 @@ def create_app(
     return app
 
 
+async def _worker_polls(gw: Gateway) -> str:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    request = DescribeTaskQueueRequest(
+        namespace=gw.client.namespace,
+        task_queue=TaskQueue(name=gw.settings.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    try:
+        described = await gw.client.workflow_service.describe_task_queue(
+            request, timeout=timedelta(seconds=3)
+        )
+    except Exception as exc:  # not ready; the reason is reported
+        return f"unknown ({type(exc).__name__})"
+    if described.pollers:
+        return "ok"
+    return f"no worker polls the task queue {gw.settings.task_queue!r} (is duban worker running?)"
+
+
 async def readiness(gw: Gateway) -> dict[str, str]:
-    """``{"temporal", "broker", "database"}`` → ``"ok"`` or the reason it does not answer."""
+    """``{"temporal", "worker", "broker", "database"}`` → ``"ok"`` or the reason it is not.
+
+    ``worker``: a worker has polled the item task queue in the last minutes (Temporal's
+    DescribeTaskQueue): without one, items are registered but no command is applied."""
     out: dict[str, str] = {}
     try:
         await asyncio.wait_for(gw.client.service_client.check_health(), 3)
         out["temporal"] = "ok"
     except Exception as exc:  # any failure means not ready; the reason is reported
         out["temporal"] = f"does not answer: {type(exc).__name__}"
+    out["worker"] = (
+        await _worker_polls(gw) if out["temporal"] == "ok" else "unknown (Temporal does not answer)"
+    )
     host, port = host_port(gw.settings.kafka_target)
     answers = await asyncio.to_thread(port_answers, host, port, 1.0)
     out["broker"] = "ok" if answers else f"nothing answers on {host}:{port}"

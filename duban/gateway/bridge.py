@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,10 +67,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+RAW_KEPT = 64 * 1024
+"""A dead letter carries the original bytes up to this size; a larger message's letter carries its
+size, SHA-256 and first KiB (the whole would not fit in a Kafka message beside its reason)."""
+
+
 def dead_letter(raw: bytes, key: bytes | None, field: str, reason: str, where: dict[str, Any]) -> Delivery:
-    """A dead letter: the reason, the original bytes (base64) and where the message was read."""
-    body = {"field": field, "reason": reason, "raw": base64.b64encode(raw).decode(), "at": _now()} | where
-    return Delivery("dead_letter", key or b"", json.dumps(body, ensure_ascii=False).encode())
+    """A dead letter: the reason, the original bytes (base64; see ``RAW_KEPT``), where it was read."""
+    body: dict[str, Any] = {"field": field, "reason": reason, "at": _now(), "size": len(raw)}
+    if len(raw) <= RAW_KEPT:
+        body["raw"] = base64.b64encode(raw).decode()
+    else:
+        head = base64.b64encode(raw[:1024]).decode()
+        body |= {"raw": "", "raw_head": head, "raw_sha256": hashlib.sha256(raw).hexdigest()}
+    return Delivery("dead_letter", (key or b"")[:256], json.dumps(body | where, ensure_ascii=False).encode())
 
 
 def _result(command_id: str, item_id: str, integrator: str, **fields: Any) -> Delivery:
@@ -90,7 +102,7 @@ async def handle_message(gw: Gateway, raw: bytes, key: bytes | None, where: dict
         return dead_letter(raw, key, "key_id", str(exc), where)
     if not hmac.compare_digest(signature_of(data, secret), envelope.signature):
         return dead_letter(raw, key, "signature", "does not match the canonical body under the key", where)
-    if key is not None and key != envelope.item_id.encode():
+    if key != envelope.item_id.encode():
         return dead_letter(
             raw, key, "key", "the message key must be the item id (it keeps items in order)", where
         )
@@ -101,7 +113,7 @@ async def handle_message(gw: Gateway, raw: bytes, key: bytes | None, where: dict
         else:
             outcome = await items.apply(gw, integrator_key, envelope.item_id, command)
     except OutOfScope as exc:
-        return dead_letter(raw, key, "scope", str(exc), where)
+        return dead_letter(raw, key, exc.field, str(exc), where)
     except ValidationError as exc:
         return dead_letter(raw, key, exc.field, exc.reason, where)
     except services.CommandRefused as exc:
@@ -215,6 +227,26 @@ async def deliver_in_order(lane: list[Any], deliver: Callable[[Any], Awaitable[N
         await deliver(event)
 
 
+async def publish_until_sent(target: Any, delivery: Delivery, gw: Gateway) -> None:
+    """Publish ``delivery`` to ``target`` (a faust topic), retrying with backoff (0.5 s doubling to
+    30 s) until the broker takes it, recreating the bridge's topics after a failure (a broker that
+    restarted empty has lost them). It never gives up: a batch is acknowledged only once every
+    outcome in it is published, so an outcome the broker did not take is never lost."""
+    delay = 0.5
+    while True:
+        try:
+            await (await target.send(key=delivery.key, value=delivery.value))
+            return
+        except Exception as exc:  # the broker refused or did not answer: keep the batch unacknowledged
+            log.warning("bridge.publish_failed", error=repr(exc)[:300], retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            s = gw.settings
+            with contextlib.suppress(Exception):
+                names = (s.commands_topic, s.command_results_topic, s.commands_dead_letter_topic)
+                await create_missing_topics(s.kafka_target, names, s.topic_partitions)
+
+
 def build_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust.App:
     """The faust app of the bridge on ``gw`` (its settings name the broker and the three topics);
     ``await app.start()`` runs it in the current event loop, ``await app.stop()`` stops it."""
@@ -246,16 +278,34 @@ def build_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust
         }
         delivery = await process(gw, raw, key, where)
         target = results if delivery.to == "result" else dead_letters
-        sent = await target.send(key=delivery.key, value=delivery.value)
-        await sent  # published before the offset moves on: at least once
+        await publish_until_sent(target, delivery, gw)  # before the batch is acknowledged: at least once
         log.info("bridge.delivered", to=delivery.to, offset=where["offset"], partition=where["partition"])
 
     @app.agent(commands, concurrency=1)
     async def bridge(stream: Any) -> None:
         async for events in stream.take_events(options.batch, within=options.batch_wait_s):
-            await asyncio.gather(*(deliver_in_order(lane, deliver) for lane in lanes(events)))
+            idle.clear()  # stop_bridge waits for the batch in hand: it is acknowledged when it ends
+            try:
+                await asyncio.gather(*(deliver_in_order(lane, deliver) for lane in lanes(events)))
+            finally:
+                idle.set()
 
+    idle = asyncio.Event()
+    idle.set()
+    app.duban_idle = idle  # type: ignore[attr-defined]
     return app
+
+
+async def stop_bridge(app: faust.App, timeout_s: float = 60.0) -> None:
+    """Stop the bridge once the batch in hand (if any) is done, waiting at most ``timeout_s``: faust
+    acknowledges a batch when its processing ends, even by cancellation, so stopping mid-batch could
+    commit past commands whose outcome was not yet published. A process killed outright commits
+    nothing of the batch in hand, which is then delivered again (and applied once)."""
+    idle: asyncio.Event | None = getattr(app, "duban_idle", None)
+    if idle is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), timeout_s)
+    await app.stop()
 
 
 async def start_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust.App:

@@ -166,6 +166,17 @@ class CatalogueVersion(_Strict):
         """The service of ``code``, or ``None``."""
         return next((s for s in self.services if s.code == code), None)
 
+    @property
+    def departments(self) -> frozenset[str]:
+        """Every department this version routes to: the default, the services' and the routes'."""
+        return frozenset(
+            {
+                self.default_department,
+                *(s.department for s in self.services),
+                *(r.department for r in self.routes),
+            }
+        )
+
     def area(self, key: str) -> Area | None:
         """The town of ``key``, or ``None``."""
         return next((a for a in self.areas if a.key == key), None)

@@ -14,17 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from duban import services
 from duban.gateway.context import Gateway
 from duban.gateway.http_api import Gw, Key, Level, Period
 from duban.gateway.keys import ANY, VIEW, IntegratorKey, KeyRefused, OutOfScope
-from projections.dashboard import dashboard_data
-from projections.scoring import load_scorebook
+from duban.gateway.strict import StrictJSONRoute, no_unknown_query
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], route_class=StrictJSONRoute, dependencies=[Depends(no_unknown_query)])
 COOKIE = "duban_view"
 REFRESH_S = 10
 _ENV = Environment(
@@ -42,8 +42,8 @@ def _viewer(gw: Gateway, presented: str | None) -> IntegratorKey:
 
 
 def data(gw: Gateway, period: str | None, level: str) -> dict[str, Any]:
-    """The dashboard's JSON (``projections.dashboard.dashboard_data``) on the gateway's database."""
-    return dashboard_data(gw.engine, period or None, level, load_scorebook())
+    """The dashboard's JSON (``duban.services.dashboard``) on the gateway's database."""
+    return services.dashboard(gw.engine, period or None, level)
 
 
 @router.get("/v1/dashboard", tags=["dashboard"], summary="What the dashboard shows, as JSON")
@@ -97,7 +97,7 @@ def page(request: Request, lang: Lang = "zh-CN") -> Response:
 def page_data(
     request: Request,
     level: Level = "department",
-    period: Annotated[str | None, Query(max_length=32)] = None,
+    period: Annotated[str | None, Query(max_length=32, pattern=r"^[0-9A-Za-z-]*$")] = None,
 ) -> Response:
     gw: Gateway = request.app.state.gateway
     try:

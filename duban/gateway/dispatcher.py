@@ -44,6 +44,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.webhooks import SubscriptionNotFound, WebhookStore
 from duban.config import Settings
+from duban.gateway.keys import KeyStore
 from events import types as t
 from events.errors import ValidationError
 from events.sql import insert_ignoring_duplicates, make_engine, upsert
@@ -120,6 +121,12 @@ class WebhookDispatcher:
             query = select(webhook_watermark.c.position).where(webhook_watermark.c.name == "dispatcher")
             return int(conn.execute(query).scalar() or 0)
 
+    def _subscriptions(self) -> list[Subscription]:
+        """The active subscriptions of integrators that hold a valid key: revoking an integrator's
+        last key stops its deliveries (those already being retried finish)."""
+        valid = {k.integrator for k in KeyStore(self.engine).list() if k.revoked_at is None}
+        return [s for s in self.webhooks.active() if s.integrator in valid]
+
     def _pending(self, after: int) -> list[Any]:
         query = (
             select(stored_events)
@@ -176,7 +183,7 @@ class WebhookDispatcher:
         the watermark; returns how many events were handled."""
         now = now or datetime.now(UTC)
         mark = await asyncio.to_thread(self.watermark)
-        rows, subs = await asyncio.to_thread(lambda: (self._pending(mark), self.webhooks.active()))
+        rows, subs = await asyncio.to_thread(lambda: (self._pending(mark), self._subscriptions()))
         starts: list[tuple[Subscription, str]] = []
         for row in rows:
             place = self.place_of(row)

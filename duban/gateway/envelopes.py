@@ -79,9 +79,13 @@ def parse_envelope(raw: bytes) -> tuple[dict[str, Any], CommandEnvelope]:
         )
 
     try:
-        data = json.loads(raw, object_pairs_hook=refuse_repeated_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValidationError("envelope", f"is not UTF-8 JSON: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError("envelope", f"is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text, object_pairs_hook=refuse_repeated_keys)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValidationError("envelope", f"is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationError("envelope", f"must be a JSON object, got {type(data).__name__}")
     try:

@@ -11,19 +11,26 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from temporalio.service import RPCError
 
 from duban import services
 from duban.gateway import items
 from duban.gateway.context import Gateway
 from duban.gateway.intake import ITEM_ID_PATTERN, CommandBody, RegisterBody
 from duban.gateway.keys import IntegratorKey
+from duban.gateway.strict import StrictJSONRoute, no_unknown_query
 from duban.gateway.views import MAX_PAGE, ItemFilter, item_json, list_items
 from projections import indicators as ind
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute, dependencies=[Depends(no_unknown_query)])
 ItemId = Annotated[str, Query(pattern=ITEM_ID_PATTERN)]
 Level = Literal["department", "district", "town", "community", "grid", "category", "order"]
-Period = Annotated[str | None, Query(max_length=32, description="YYYY-MM, YYYY-Www, YYYY-MM-H1/H2")]
+Period = Annotated[
+    str | None,
+    Query(max_length=32, pattern=r"^[0-9A-Za-z-]*$", description="YYYY-MM, YYYY-Www, YYYY-MM-H1/H2"),
+]
+Filter = Annotated[str, Query(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""A name to filter by: no NUL or control characters (PostgreSQL refuses a NUL outright)."""
 
 
 def gateway(request: Request) -> Gateway:
@@ -32,8 +39,8 @@ def gateway(request: Request) -> Gateway:
 
 
 def presented_key(
-    x_api_key: Annotated[str | None, Header(max_length=200)] = None,
-    authorization: Annotated[str | None, Header(max_length=200)] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> str | None:
     """The key of a request: ``X-API-Key``, else ``Authorization: Bearer …``."""
     if x_api_key:
@@ -62,7 +69,11 @@ def list_services(gw: Gw, key: Key) -> dict[str, Any]:
     return {"version": version.version, **version.model_dump(mode="json", exclude={"version"})}
 
 
-@router.post("/items", status_code=201, summary="Register an item (idempotent by item id)")
+@router.post(
+    "/items",
+    status_code=201,
+    summary="Register an item (idempotent by item id): 201 created, 200 registered before, 202 no worker yet",
+)
 async def register_item(
     body: RegisterBody, gw: Gw, key: Key, request: Request, response: Response
 ) -> dict[str, Any]:
@@ -78,7 +89,20 @@ async def register_item(
     done = await items.register(gw, key, body, extras)
     if not done.created:
         response.status_code = 200
-    return item_json(await items.item_state(gw, done.item_id), gw.store) | {"created": done.created}
+    try:
+        state = await items.item_state(gw, done.item_id)
+    except (RPCError, items.ItemNotFound):  # registered, but no worker has run the item yet
+        response.status_code = 202
+        reg = done.registration
+        return {
+            "item_id": reg.item_id,
+            "created": done.created,
+            "stage": "registered",
+            "department": reg.department,
+            "town": reg.town,
+            "note": "registered; no worker has taken the item yet: GET it again shortly",
+        }
+    return item_json(state, gw.store) | {"created": done.created}
 
 
 @router.post("/items/{item_id}/commands", summary="Apply a lifecycle command and get its outcome")
@@ -105,12 +129,23 @@ async def read_item(item_id: str, gw: Gw, key: Key, request: Request) -> dict[st
 def read_items(
     gw: Gw,
     key: Key,
-    department: Annotated[str, Query(max_length=256)] = "",
-    town: Annotated[str, Query(max_length=256)] = "",
-    community: Annotated[str, Query(max_length=256)] = "",
-    category: Annotated[str, Query(max_length=256)] = "",
-    stage: Annotated[str, Query(max_length=32)] = "",
-    order_id: Annotated[str, Query(alias="order", max_length=128)] = "",
+    department: Filter = "",
+    town: Filter = "",
+    community: Filter = "",
+    category: Filter = "",
+    stage: Literal[
+        "",
+        "registered",
+        "dispatched",
+        "accepted",
+        "rectified",
+        "verified",
+        "closed",
+        "cancelled",
+        "merged",
+        "suspended",
+    ] = "",
+    order_id: Annotated[str, Query(alias="order", max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")] = "",
     overdue: bool | None = None,
     light: Literal["", "green", "yellow", "red"] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,

@@ -13,9 +13,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from duban.gateway.catalogue import TOWN_ATTRIBUTE, CatalogueVersion, Service
+from events import bounds as b
 from events.errors import ValidationError
 from workflows.item_checks import check_registration, shape_problem
 from workflows.item_model import ItemCommand, Registration
@@ -39,13 +49,29 @@ def _iso_text(value: object) -> object:
         raise ValueError("is not an ISO-8601 datetime") from None
 
 
+def _bounded(bound: b.TextBound) -> Any:
+    """A validator applying a text bound of ``events.bounds`` (length, no NUL, no control characters
+    outside notes, no lone surrogates), so what the gateway keeps beside an item obeys the bounds
+    the item's own fields do."""
+
+    def check(value: str) -> str:
+        problem = b.text_problem(value, bound)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
-Short = Annotated[str, StringConstraints(max_length=256)]
-Code = Annotated[str, StringConstraints(max_length=32)]
+Short = Annotated[str, StringConstraints(max_length=256), _bounded(b.LOCATION)]
+Code = Annotated[str, StringConstraints(max_length=32), _bounded(b.CODE)]
+Notes = Annotated[str, StringConstraints(max_length=4000), _bounded(b.NOTES)]
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RegisterBody(_Body):
@@ -59,13 +85,20 @@ class RegisterBody(_Body):
     community: Short = ""
     grid: Short = ""
     urgency: Annotated[str, StringConstraints(pattern=r"^(normal|urgent)$")] = "normal"
-    description: Annotated[str, StringConstraints(max_length=4000)] = ""
+    description: Notes = ""
     address: Short = ""
-    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
-    long: Annotated[float, Field(ge=-180, le=180)] | None = None
+    lat: Annotated[Coordinate, Field(ge=-90, le=90)] | None = None
+    long: Annotated[Coordinate, Field(ge=-180, le=180)] | None = None
     attributes: Annotated[
-        dict[Code, list[Annotated[str, StringConstraints(max_length=1000)]]], Field(max_length=20)
+        dict[Code, list[Annotated[str, StringConstraints(max_length=1000), _bounded(b.REFERENCE)]]],
+        Field(max_length=20),
     ] = {}
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> RegisterBody:
+        if (self.lat is None) != (self.long is None):
+            raise ValueError("lat and long go together")
+        return self
 
 
 class CommandBody(_Body):
@@ -82,13 +115,13 @@ class CommandBody(_Body):
     unit: Short = ""
     notes: Annotated[str, StringConstraints(max_length=4000)] = ""
     evidence: Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=20)] = []
-    passed: bool = True
+    passed: bool | None = Field(None, description="verify: whether the rectification passed (required)")
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
     location: Short = ""
     new_deadline: Instant | None = None
     into_item_id: Annotated[str, StringConstraints(max_length=128)] = ""
     departments: Annotated[list[Short], Field(max_length=20)] = []
-    rating: Annotated[int, Field(ge=0, le=5)] = 0
+    rating: Annotated[int, Field(ge=1, le=5)] | None = Field(None, description="rate_responder: 1 to 5")
 
 
 def service_of(version: CatalogueVersion, code: str, field: str = "service_code") -> Service:
@@ -158,10 +191,17 @@ def command_of(body: CommandBody, integrator: str) -> ItemCommand:
     Raises:
         ValidationError: ``command``: out of the domain's bounds (``workflows.item_checks``).
     """
+    if body.kind == "verify" and body.passed is None:
+        raise ValidationError("passed", "is required for verify (true or false)")
+    if body.kind == "rate_responder" and body.rating is None:
+        raise ValidationError("rating", "is required for rate_responder (1 to 5)")
     data: dict[str, Any] = body.model_dump()
     data["actor"] = f"{integrator}/{body.actor}"
+    data["passed"] = True if body.passed is None else body.passed
+    data["rating"] = body.rating or 0
     command = ItemCommand(**data)
     problem = shape_problem(command)
-    if problem is not None:
-        raise ValidationError("command", problem)
+    if problem is not None:  # "<field> <reason>", as the workflow words it
+        field, _, reason = problem.partition(" ")
+        raise ValidationError(field, reason)
     return command

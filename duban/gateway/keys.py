@@ -56,7 +56,12 @@ class KeyRefused(DubanError):
 
 
 class OutOfScope(DubanError):
-    """The key is valid but its scope does not cover the request (HTTP 403); the reason names what."""
+    """The key is valid but its scope does not cover the request (HTTP 403); ``field`` names what
+    (``kind``, ``role``, ``department``, ``town``) and the reason says why."""
+
+    def __init__(self, reason: str, field: str = "scope") -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,13 @@ class Scope:
             if (value or name == "kinds") and not self._allows(name, value):
                 return f"the key may not act on {what} {value!r}"
         return None
+
+    def require(self, kind: str, role: str, department: str, town: str) -> None:
+        """Raise ``OutOfScope`` naming the field this scope does not cover (see ``refusal``)."""
+        checks = (("kinds", kind, "kind"), ("roles", role, "role"), ("departments", department, "department"))
+        for name, value, what in (*checks, ("towns", town, "town")):
+            if (value or name == "kinds") and not self._allows(name, value):
+                raise OutOfScope(f"the key may not act on {what} {value!r}", what)
 
     def as_json(self) -> str:
         return json.dumps({k: sorted(getattr(self, k)) for k in ("kinds", "roles", "departments", "towns")})

@@ -11,6 +11,7 @@ Datetimes are W3C (ISO-8601) in the item's own zone, with its offset.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
 from duban.gateway import items
@@ -27,6 +29,7 @@ from duban.gateway.context import Gateway
 from duban.gateway.http_api import gateway
 from duban.gateway.intake import RegisterBody
 from duban.gateway.keys import KeyRefused
+from events.bounds import TextBound, text_problem
 from events.errors import ValidationError
 from projections import read_models as rm
 from workflows.item_model import TERMINAL_STAGES
@@ -48,6 +51,9 @@ _ROOTS = {
 }
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xml(parent: ET.Element, value: Any) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
@@ -58,7 +64,8 @@ def _xml(parent: ET.Element, value: Any) -> None:
         for inner in value:
             _xml(ET.SubElement(parent, tag), inner)
     elif value is not None:
-        parent.text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        parent.text = _NOT_XML.sub("\ufffd", text)  # a character XML 1.0 cannot carry
 
 
 def respond(fmt: str, root: str, body: Any, status: int = 200) -> Response:
@@ -108,6 +115,14 @@ def discovery(fmt: Format, request: Request) -> Response:
 
 def _version(gw: Gateway) -> CatalogueVersion:
     return gw.catalogue.in_force(datetime.now(UTC))
+
+
+def _check_jurisdiction(gw: Gateway, given: str) -> None:
+    """The spec's optional ``jurisdiction_id`` must be this endpoint's, when given."""
+    if given and given != _version(gw).jurisdiction_id:
+        raise ValidationError(
+            "jurisdiction_id", f"this endpoint serves {_version(gw).jurisdiction_id!r} only"
+        )
 
 
 @router.get("/services.{fmt}", summary="The services (Open311 service list)")
@@ -173,11 +188,19 @@ def _form_attributes(form: Any) -> dict[str, list[str]]:
 
 
 def _text(form: Any, name: str, most: int) -> str:
+    """A form field's text: at most ``most`` characters, no NUL, control character (but in
+    ``description``: tabs and line breaks) or lone surrogate (``events.bounds``).
+
+    Raises:
+        ValidationError: the field named.
+    """
     value = form.get(name, "")
     if not isinstance(value, str):
         raise ValidationError(name, "must be text")
-    if len(value) > most:
-        raise ValidationError(name, f"is {len(value)} characters long; at most {most} are allowed")
+    bound = TextBound(most, multiline=name == "description")
+    problem = text_problem(value, bound)
+    if problem is not None:
+        raise ValidationError(name, problem)
     return value
 
 
@@ -198,6 +221,7 @@ def _coordinate(form: Any, name: str, bound: float) -> float | None:
 async def post_request(fmt: Format, request: Request, gw: Gateway = Depends(gateway)) -> Response:  # noqa: B008
     form = await request.form(max_files=0, max_fields=100)
     key = gw.keys.authenticate(_text(form, "api_key", 200) or None)
+    _check_jurisdiction(gw, _text(form, "jurisdiction_id", 128))
     request.state.integrator = key.integrator
     lat, long = _coordinate(form, "lat", 90), _coordinate(form, "long", 180)
     address = _text(form, "address_string", 256)
@@ -214,20 +238,25 @@ async def post_request(fmt: Format, request: Request, gw: Gateway = Depends(gate
     )
     item_id = f"o311-{uuid.uuid4().hex[:16]}"
     request.state.item_id = item_id
-    body = RegisterBody.model_validate(
-        {
-            "item_id": item_id,
-            "service_code": _text(form, "service_code", 32),
-            "town": town[0] if town else "",
-            "reported_at": datetime.now(UTC).isoformat(),
-            "actor": person.replace("/", " "),
-            "description": _text(form, "description", 4000),
-            "address": address,
-            "lat": lat,
-            "long": long,
-            "attributes": attributes,
-        }
-    )
+    try:
+        body = RegisterBody.model_validate(
+            {
+                "item_id": item_id,
+                "service_code": _text(form, "service_code", 32),
+                "town": town[0] if town else "",
+                "reported_at": datetime.now(UTC).isoformat(),
+                "actor": person.replace("/", " "),
+                "description": _text(form, "description", 4000),
+                "address": address,
+                "lat": lat,
+                "long": long,
+                "attributes": attributes,
+            }
+        )
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValidationError({"actor": "email"}.get(where, where) or "request", str(first["msg"])) from None
     extras = {
         "description": body.description,
         "address": address,
@@ -317,9 +346,14 @@ def _rows(
             query = query.where(table.c.registered_at >= start)
         if end:
             query = query.where(table.c.registered_at <= end)
-        if code:
-            service = version.service(code)
-            query = query.where(table.c.category == (service.category if service else code))
+        if start and end and end < start:
+            raise ValidationError("end_date", "is before start_date")
+        codes = [c.strip() for c in code.split(",") if c.strip()]
+        if codes:  # the spec allows a list: service_code=litter,greenery
+            found = [version.service(c) for c in codes]
+            query = query.where(
+                table.c.category.in_([f.category if f else c for f, c in zip(found, codes, strict=True)])
+            )
         if status:
             chosen = [s for s in status.split(",") if s]
             if any(s not in ("open", "closed") for s in chosen):
@@ -343,8 +377,10 @@ def get_requests(
     start_date: str | None = None,
     end_date: str | None = None,
     status: str = "",
+    jurisdiction_id: str = "",
     gw: Gateway = Depends(gateway),  # noqa: B008
 ) -> Response:
+    _check_jurisdiction(gw, jurisdiction_id)
     ids = [i.strip() for i in service_request_id.split(",") if i.strip()][:MAX_RECORDS]
     rows = _rows(
         gw, ids, service_code, _instant(start_date, "start_date"), _instant(end_date, "end_date"), status

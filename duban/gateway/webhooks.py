@@ -11,16 +11,18 @@ otherwise): an integrator never receives what it could not read. Deliveries are 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, StringConstraints
 
-from activities.webhooks import SubscriptionNotFound, WebhookStore
+from activities.webhooks import SubscriptionNotFound, WebhookStore, forbidden_address
 from duban.gateway.http_api import Key
 from duban.gateway.intake import ITEM_ID_PATTERN, _Body
 from duban.gateway.keys import ANY, INTEGRATOR, SUBSCRIBE, IntegratorKey, OutOfScope
+from duban.gateway.strict import StrictJSONRoute, no_unknown_query
 from events import types as t
 from events.errors import ValidationError
 from workflows.webhook_model import Subscription
@@ -62,19 +64,36 @@ class SubscriptionBody(_Body):
 def check_subscription(body: SubscriptionBody) -> None:
     """Raises ``ValidationError`` (field named) for a URL that is not http(s) with a host, or an
     event type duban does not record."""
+    if re.search(r"[\s\x00-\x1f\x7f]", body.url):
+        raise ValidationError("url", "must not contain spaces or control characters")
     parts = urlsplit(body.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("url", "must be an http:// or https:// URL with a host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValidationError("url", "has a port outside 1-65535") from None
+    if port == 0:
+        raise ValidationError("url", "has a port outside 1-65535")
+    reason = forbidden_address(parts.hostname)
+    if reason:
+        raise ValidationError("url", f"{reason}; webhooks are not sent there")
     for i, name in enumerate(body.event_types):
         if name != ANY and name not in t.EVENT_TYPES:
             raise ValidationError(f"event_types.{i}", f"{name!r} is not an event type duban records")
+
+
+def require_subscribe(key: IntegratorKey) -> None:
+    """Raise ``OutOfScope`` unless the key's scope has the kind ``subscribe`` (or ``*``)."""
+    if ANY not in key.scope.kinds and SUBSCRIBE not in key.scope.kinds:
+        raise OutOfScope("the key may not manage webhooks (its scope lacks the kind 'subscribe')", "kind")
 
 
 def scope_refusal(key: IntegratorKey, body: SubscriptionBody) -> str | None:
     """Why ``key`` may not make this subscription, or ``None``."""
     scope = key.scope
     if ANY not in scope.kinds and SUBSCRIBE not in scope.kinds:
-        return "the key may not subscribe to webhooks (its scope lacks the kind 'subscribe')"
+        return "the key may not manage webhooks (its scope lacks the kind 'subscribe')"
     for name in ("departments", "towns"):
         allowed: frozenset[str] = getattr(scope, name)
         wanted = set(getattr(body, name))
@@ -118,7 +137,12 @@ def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- the API ---------------------------------------------------------------------------------
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    route_class=StrictJSONRoute,
+    dependencies=[Depends(no_unknown_query)],
+)
 
 
 def _store(request: Request) -> WebhookStore:
@@ -133,18 +157,22 @@ Store = Annotated[WebhookStore, Depends(_store)]
 def add_subscription(body: SubscriptionBody, key: Key, store: Store) -> dict[str, Any]:
     refusal = scope_refusal(key, body)
     if refusal:
-        raise OutOfScope(refusal)
+        raise OutOfScope(
+            refusal, "departments" if "departments" in refusal else "towns" if "towns" in refusal else "kind"
+        )
     sub, secret = subscribe(store, key.integrator, body)
     return subscription_json(sub) | {"secret": secret}
 
 
 @router.get("", summary="The key's integrator's subscriptions")
 def list_subscriptions(key: Key, store: Store) -> dict[str, Any]:
+    require_subscribe(key)
     return {"subscriptions": [subscription_json(s) for s in store.listed(key.integrator)]}
 
 
 @router.delete("/{subscription_id}", summary="Remove a subscription: nothing more is delivered to it")
 def remove_subscription(subscription_id: str, key: Key, store: Store) -> dict[str, Any]:
+    require_subscribe(key)
     return subscription_json(store.remove(subscription_id, key.integrator))
 
 
@@ -158,6 +186,7 @@ def deliveries(
     status: Annotated[str, Query(pattern=r"^(|pending|delivered|parked|unsubscribed)$")] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    require_subscribe(key)
     found = store.get(subscription_id)
     if found is None or found[0].integrator != key.integrator:
         raise SubscriptionNotFound(f"no subscription {subscription_id!r}")

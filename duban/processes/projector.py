@@ -36,10 +36,14 @@ async def run_projector(settings: Settings) -> None:
     while not stop.is_set() and not task.done():
         await asyncio.wait({task, stopping}, timeout=STALL_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
         if not task.done() and not stop.is_set():
+            try:
+                backlog: int | str = await consumer.lag()
+            except Exception as exc:  # the database does not answer now: say so, keep projecting
+                backlog = f"unknown ({type(exc).__name__})"
             log.info(
                 "projector.heartbeat",
                 last_poll_at=str(consumer.last_poll_at),
-                backlog=await consumer.lag(),
+                backlog=backlog,
                 totals=str(consumer.totals),
                 restarts=consumer.restarts,
             )

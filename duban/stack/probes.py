@@ -16,12 +16,13 @@ from events.errors import TopicsUnavailable
 HOST = "127.0.0.1"
 
 
-def port_free(port: int) -> bool:
-    """True if nothing listens on ``127.0.0.1:port`` (a bind succeeds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def port_free(port: int, host: str = HOST) -> bool:
+    """True if nothing listens on ``host:port`` (default 127.0.0.1; a bind succeeds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True

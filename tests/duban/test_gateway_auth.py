@@ -104,14 +104,14 @@ async def test_a_key_acts_only_within_its_scope(gateway: RunningGateway) -> None
             answer = await http.post(f"/v1/items/{mine}/commands", json=body)
             assert answer.status_code == 200, answer.text
         for body, words in (
-            (cmd("verify", "inspector", "chen", unit="insp"), "kind 'verify'"),
-            (cmd("verify", "handling_unit", "li", unit="insp"), "kind 'verify'"),
+            (cmd("verify", "inspector", "chen", unit="insp", passed=True), "kind 'verify'"),
+            (cmd("verify", "handling_unit", "li", unit="insp", passed=True), "kind 'verify'"),
         ):
             answer = await http.post(f"/v1/items/{mine}/commands", json=body)
             assert answer.status_code == 403 and words in answer.json()["reason"], answer.text
     async with gateway.http(gateway.key("office2")) as http:  # a key that may verify: not the same unit
         same_unit = await http.post(
-            f"/v1/items/{mine}/commands", json=cmd("verify", "inspector", "chen", unit="um-team")
+            f"/v1/items/{mine}/commands", json=cmd("verify", "inspector", "chen", unit="um-team", passed=True)
         )
     assert same_unit.status_code == 409 and same_unit.json()["error"] == "IllegalCommand", same_unit.text
     events = [e.event_type for e in EventStore(gateway.engine).read(mine) if not e.actor.startswith("system")]

@@ -17,6 +17,9 @@ async def test_schemathesis_finds_no_server_error_and_refusals_store_nothing(
     gateway: RunningGateway, tmp_path: Path
 ) -> None:
     key = gateway.key("fuzzer")
+    # The stateful phase (sequences of calls; it found a NUL in a query reaching PostgreSQL) runs
+    # once, on SQLite: on PostgreSQL it takes minutes and the other phases already cover each call.
+    phases = "examples,coverage,fuzzing" + (",stateful" if gateway.engine.dialect.name == "sqlite" else "")
     before = await gateway.settled_counts()
     report = tmp_path / "events.ndjson"
     st = Path(sysconfig.get_path("scripts")) / "st"
@@ -31,6 +34,8 @@ async def test_schemathesis_finds_no_server_error_and_refusals_store_nothing(
         "not_a_server_error",
         "--max-examples",
         "40",
+        "--phases",
+        phases,
         "--seed",
         "20261202",
         "--report",

@@ -66,7 +66,7 @@ async def test_an_item_through_the_topic_reads_back_like_one_through_http(bridge
         cmd(1, "dispatch", "dispatcher", "zhao", unit="roads-2", department="transport"),
         cmd(2, "accept", "handling_unit", "li", unit="roads-2"),
         cmd(3, "submit_rectification", "handling_unit", "li", unit="roads-2", evidence=["photo://9"]),
-        cmd(4, "verify", "inspector", "chen", unit="inspection"),
+        cmd(4, "verify", "inspector", "chen", unit="inspection", passed=True),
         cmd(5, "close", "dispatcher", "zhao"),
     ]
     messages = [envelope(key, item, steps[0], registration(item))]  # update-with-start creates the item
@@ -118,7 +118,12 @@ async def test_bad_messages_are_dead_lettered_with_the_reason_and_the_bridge_goe
             "key_id",
         ),
         (*envelope(key, item, cmd(3, "rate_responder", "grid_worker", "z", rating=4.5)), "command.rating"),
-        (*envelope(key, item, cmd(4, "verify", "inspector", "chen", unit="i"), registration(item)), "scope"),
+        (
+            *envelope(
+                key, item, cmd(4, "verify", "inspector", "chen", unit="i", passed=True), registration(item)
+            ),
+            "kind",
+        ),
         (b"other-item", envelope(key, item, cmd(5, "dispatch", "dispatcher", "zhao", unit="r"))[1], "key"),
     ]
     await bridged.publish([(k, v) for k, v, _ in bad] + [good])

@@ -227,7 +227,7 @@ def test_up_with_apps_runs_the_production_processes_end_to_end(
     )
     gateway = f"http://127.0.0.1:{ports.gateway}"
     ready = httpx.get(f"{gateway}/readyz", timeout=10).json()
-    assert ready == {"ready": True, "temporal": "ok", "broker": "ok", "database": "ok"}
+    assert ready == {"ready": True, "temporal": "ok", "worker": "ok", "broker": "ok", "database": "ok"}
     engine = make_engine(settings.database)
     _, key = KeyStore(engine).create("stack-test", Scope.of("*", "*", "*", "*"))
     item = f"stack-{uuid.uuid4().hex[:8]}"

@@ -15,8 +15,16 @@ def run(db: Path, *args: str) -> tuple[int, str]:
     return done.exit_code, done.output
 
 
+def with_key(db: Path, integrator: str = "hotline") -> None:
+    from duban.gateway.keys import KeyStore, Scope
+    from events.sql import make_engine
+
+    KeyStore(make_engine(f"sqlite:///{db}")).create(integrator, Scope.of("*", "*", "*", "*"))
+
+
 def test_add_list_remove(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
+    with_key(db)
     code, out = run(
         db,
         "add",
@@ -45,11 +53,17 @@ def test_add_list_remove(tmp_path: Path) -> None:
 
 def test_bad_values_are_refused_with_the_field(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
+    with_key(db)
     cases = [
         (["ftp://example.org/hook", "--integrator", "hotline"], "url"),
         (["http://x.org/h", "--integrator", "hotline", "--events", "ItemExploded"], "event_types.0"),
         (["http://x.org/h", "--integrator", "Hot Line"], "integrator"),
         (["http://x.org/h", "--integrator", "hotline", "--towns", "Not A Code"], "towns.0"),
+        (["http://x.org/h", "--integrator", "nokey"], "integrator"),  # no valid key: no webhooks
+        (["http://169.254.169.254/latest", "--integrator", "hotline"], "url"),  # link-local: metadata
+        (["http://x.org:0/h", "--integrator", "hotline"], "url"),
+        (["http://x.org:99999/h", "--integrator", "hotline"], "url"),
+        (["http://x.org/a\r\nX-Evil: 1", "--integrator", "hotline"], "url"),
     ]
     for args, field in cases:
         code, out = run(db, "add", *args)
