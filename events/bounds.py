@@ -137,6 +137,7 @@ PAYLOAD_TEXT: Final[dict[str, TextBound]] = {
     "approver": NAME,
     "period": CODE,
     "scorebook_version": TextBound(64),
+    "item": IDENTIFIER,
 }
 """Text fields of event payloads (``events.types.EVENT_TYPES``), by field name."""
 

@@ -31,9 +31,11 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
+    tuple_,
     update,
 )
 
+from events.chain import genesis, link
 from events.codec import encode_event, event_from_dict, event_to_dict, validate_event
 from events.envelope import EventEnvelope
 from events.errors import DubanError
@@ -57,9 +59,15 @@ stored_events = Table(
     Column("correlation_id", String(256), nullable=False),
     Column("causation_id", String(256), nullable=False),
     Column("digest", String(64), nullable=True),  # NULL only until ``create()`` fills older rows
+    Column("chain", String(64), nullable=True),  # NULL only for rows stored before chains existed
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EventGap(DubanError):
+    """An event would follow one its stream does not hold (or holds without a chain): appended out
+    of order, or a store whose older events were never chained (``duban audit chain-migrate``)."""
 
 
 class EventConflict(DubanError):
@@ -75,7 +83,7 @@ def digest_of(encoded: bytes) -> str:
 def event_of_row(row: Row[Any] | Any) -> EventEnvelope:
     """The event of an ``event_store`` row (validated by the codec)."""
     data = dict(row._mapping)
-    for name in ("position", "digest"):
+    for name in ("position", "digest", "chain"):
         data.pop(name, None)
     data["payload"] = json.loads(data["payload"])
     data["occurred_at"] = data["occurred_at"].isoformat()
@@ -108,17 +116,50 @@ class EventStore:
             stmt = update(stored_events).where(c.position == bindparam("p")).values(digest=bindparam("d"))
             conn.execute(stmt, values)
 
-    @staticmethod
-    def _rows(events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> list[dict[str, Any]]:
+    def _rows(
+        self, conn: Connection, events: Sequence[EventEnvelope], encoded: Sequence[bytes]
+    ) -> list[dict[str, Any]]:
+        """The rows of ``events``: the payload kept as the canonical encoding has it, the digest,
+        and the chain value linking each to its stream's previous event (``events.chain``)."""
+        chains = self._previous_chains(conn, events)
         rows = []
         for event, raw in zip(events, encoded, strict=True):
             data = event_to_dict(event)
-            data["payload"] = json.dumps(data["payload"], sort_keys=True, ensure_ascii=False)
+            canonical = json.loads(raw)["payload"]  # exactly what the digest covers
+            data["payload"] = json.dumps(canonical, sort_keys=True, ensure_ascii=False)
             data["occurred_at"] = event.occurred_at
             data["recorded_at"] = event.recorded_at
             data["digest"] = digest_of(raw)
+            previous = chains.get((event.item_id, event.sequence - 1))
+            if previous is None:
+                if event.sequence != 1:
+                    raise EventGap(
+                        f"event {event.sequence} of {event.item_id} follows an event that is not stored"
+                    )
+                previous = genesis(event.item_id)
+            data["chain"] = chains[(event.item_id, event.sequence)] = link(previous, data["digest"])
             rows.append(data)
         return rows
+
+    @staticmethod
+    def _previous_chains(conn: Connection, events: Sequence[EventEnvelope]) -> dict[tuple[str, int], str]:
+        """The stored chain values of the events just before each stream's first new one."""
+        firsts: dict[str, int] = {}
+        for event in events:
+            firsts[event.item_id] = min(event.sequence, firsts.get(event.item_id, event.sequence))
+        wanted = [(item, seq - 1) for item, seq in firsts.items() if seq > 1]
+        if not wanted:
+            return {}
+        c = stored_events.c
+        found: dict[tuple[str, int], str] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            query = select(c.item_id, c.sequence, c.chain).where(tuple_(c.item_id, c.sequence).in_(part))
+            for item, seq, chain in conn.execute(query):
+                if chain is None:
+                    raise EventGap(f"event {seq} of {item} has no chain: run duban audit chain-migrate")
+                found[(item, seq)] = chain
+        return found
 
     def append(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes] | None = None) -> int:
         """Append events in one transaction; ids already stored are skipped.
@@ -139,7 +180,7 @@ class EventStore:
             stored_events.c.event_id
         )
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, self._rows(events, raws)).all())
+            return len(conn.execute(stmt, self._rows(conn, events, raws)).all())
 
     def record(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Append ``events`` (as ``append``); return how many were new and, in order, the encoding of

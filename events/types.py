@@ -44,6 +44,7 @@ REPORT_IN_OVERDUE: Final = "ReportInOverdue"
 RESPONDER_RATED: Final = "ResponderRated"
 SCORE_ADJUSTED: Final = "ScoreAdjusted"
 INTERVIEW_REQUIRED: Final = "InterviewRequired"
+OUTCOME_CORRECTED: Final = "OutcomeCorrected"
 
 EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
     ITEM_REGISTERED: {
@@ -134,6 +135,17 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
         "reason": STR,
         "approver": STR,
     },
+    OUTCOME_CORRECTED: {
+        "item": STR,
+        "period": STR,
+        "previous_deadline": OPT_DATETIME,
+        "deadline": OPT_DATETIME,
+        "previous_on_time": OPT_BOOL,
+        "on_time": OPT_BOOL,
+        "breaches_reversed": INT,
+        "escalations_reversed": INT,
+        "reason": STR,
+    },
     INTERVIEW_REQUIRED: {
         "period": STR,
         "level": STR,
@@ -145,9 +157,12 @@ EVENT_TYPES: Final[dict[str, dict[str, str]]] = {
 }
 """Payload schema of every event type (all at ``envelope.SCHEMA_VERSION``). ``ScoreAdjusted`` and
 ``InterviewRequired`` are not about an item (``NON_ITEM_EVENTS``): their ``item_id`` is
-``score-adjustment:<adjustment id>`` or ``interview:<period>:<level>:<digest>`` (one event each)."""
+``score-adjustment:<adjustment id>`` or ``interview:<period>:<level>:<digest>`` (one event each).
+``OutcomeCorrected`` (an SLA repair, ``duban audit recompute --apply``) corrects the item named in
+its payload from a stream of its own, ``correction:<period>:<digest>``, so the item's own stream,
+which its workflow writes, is never touched."""
 
-NON_ITEM_EVENTS: Final = frozenset({SCORE_ADJUSTED, INTERVIEW_REQUIRED})
+NON_ITEM_EVENTS: Final = frozenset({SCORE_ADJUSTED, INTERVIEW_REQUIRED, OUTCOME_CORRECTED})
 """Event types recorded by the office about units, not items: the projection applies each alone."""
 
 ADDED_FIELDS: Final[dict[str, dict[str, object]]] = {

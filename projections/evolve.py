@@ -152,6 +152,36 @@ def interview_row(ev: EventEnvelope, interviews: list[dict[str, Any]]) -> str:
     return ""
 
 
+def corrected(ev: EventEnvelope) -> str:
+    """The item an ``OutcomeCorrected`` event corrects (``""`` for any other event)."""
+    if ev.event_type != t.OUTCOME_CORRECTED:
+        return ""
+    return str(ev.payload.get("item") or "")
+
+
+def correction_bumps(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
+    """Apply an ``OutcomeCorrected`` event to the corrected item's ``view`` in place; return how the
+    counters move: a close counted late now on time (or the reverse), breaches and escalations that
+    the corrected deadline had not reached taken back."""
+    p = ev.payload
+    bumps: Bumps = {}
+    before, after = p["previous_on_time"], p["on_time"]
+    if view["stage"] == "closed" and before is not None and after is not None and before != after:
+        bumps["closed_on_time"] = 1 if after else -1
+        bumps["closed_overdue"] = -1 if after else 1
+    if p["breaches_reversed"]:
+        bumps["breached"] = -int(p["breaches_reversed"])
+    if p["escalations_reversed"]:
+        bumps["escalated"] = -int(p["escalations_reversed"])
+    deadline = p["deadline"]
+    view["resolution_deadline"] = parse_utc(deadline, "deadline") if deadline else None
+    if after is not None:
+        view["on_time"] = after
+    if p["breaches_reversed"]:
+        view["overdue"] = False
+    return bumps
+
+
 def working_time(view: dict[str, Any], closed_at: datetime) -> Bumps:
     """Working seconds from registration to close on the item's calendar (items with one only)."""
     if not view["calendar"]:

@@ -1,8 +1,9 @@
 """Closing a reporting period: a frozen snapshot of its indicators and scores that never changes.
 
-With the snapshot, the close freezes the period's findings — the items, boards and roll-ups a notice
-names (``projections.findings``) — and, when a month closes, the interviews its scorebook's rules
-call (``projections.interviews``), in the same transaction.
+With the snapshot, the close freezes the period's findings — the items, boards and roll-ups a
+notice names (``projections.findings``) — and, when a month closes, the interviews its scorebook's
+rules call (``projections.interviews``), in the same transaction; then it seals the event log
+(``events.seals``: a root over every stream's head), which the period's documents print.
 
 DOMAIN.md "Cadence": a published period is frozen — its inputs, rule version and results never
 change; corrections are new events that show in the next period. Closing a period stores, per level,
@@ -34,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, Text, select
 
 from events.errors import DubanError, ValidationError
+from events.seals import take_seal
 from events.sql import UTCDateTime
 from events.store import EventStore
 from projections import read_models as rm
@@ -206,6 +208,7 @@ def freeze_period(
     with engine.begin() as conn:
         conn.execute(period_snapshots.insert(), rows)
         conn.execute(period_findings.insert(), [findings_row(period, frozen_at, found)])
+    take_seal(engine, frozen_at, period)  # the log as it stood, for auditors (events.seals)
     return read_snapshots(engine, period)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from events.errors import ValidationError
+from events.seals import read_seals
 from projections import read_models as rm
 from projections.findings import compute_findings, read_findings
 from projections.frozen_periods import Snapshot, read_snapshots
@@ -83,6 +84,7 @@ class Notice:
     findings: dict[str, Any]
     repeat_offenders: list[dict[str, Any]] = field(default_factory=list)
     zone: str = "UTC"
+    seal_root: str | None = None
 
     def to_json(self) -> str:
         """The whole notice as JSON (what the documents render)."""
@@ -272,6 +274,7 @@ def build_notice(
         findings=found,
         repeat_offenders=repeat,
         zone=_zone(engine),
+        seal_root=next((s.root for s in read_seals(engine, period)), None) if frozen else None,
     )
 
 

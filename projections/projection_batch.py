@@ -26,7 +26,7 @@ from events.envelope import EventEnvelope
 from events.errors import EventValidationError
 from events.store import digest_of, event_of_row, stored_events
 from projections import read_models as rm
-from projections.evolve import adjustment_row, evolve, interview_row, new_view
+from projections.evolve import adjustment_row, corrected, correction_bumps, evolve, interview_row, new_view
 from projections.frozen_periods import counted_day, period_snapshots
 
 CHUNK = 500
@@ -135,7 +135,7 @@ class Batch:
     def __init__(self, conn: Connection, projection: str, events: list[EventEnvelope]) -> None:
         self.conn = conn
         event_ids = sorted({ev.event_id for ev in events})
-        item_ids = sorted({ev.item_id for ev in events})
+        item_ids = sorted({ev.item_id for ev in events} | {corrected(ev) for ev in events if corrected(ev)})
         self.seen: set[str] = set()
         self.stored: dict[str, tuple[int, str | None]] = {}
         for ids in chunks(event_ids):
@@ -237,11 +237,38 @@ class Batch:
         except Exception as exc:  # a bug or an unforeseen value: this event's dead letter, not a crash
             return f"cannot be applied: {type(exc).__name__}: {exc}"
 
+    def _correct(self, ev: EventEnvelope) -> str:
+        """Apply an SLA repair to the item it names: its view takes the corrected deadline and
+        outcome; the counters move by the correction, on the correction's counted day (the day of
+        its recording, or the first open one after: a closed period never changes)."""
+        target = str(ev.payload["item"])
+        view = self.views.get(target)
+        if view is None:
+            return f"payload.item: unknown item {target!r}"
+        zone = _zone(view["zone"])
+        if zone is None:
+            return f"unknown time zone {view['zone']!r}"
+        view = dict(view)
+        bumps = correction_bumps(view, ev)
+        day = counted_day(ev.occurred_at.astimezone(zone).date(), ev.recorded_at, self.spans)
+        for level in rm.LEVELS:
+            key = view[rm.LEVEL_COLUMN.get(level, level)]
+            if key and bumps:
+                bucket = self.counters[(level, key, day)]
+                for name, amount in bumps.items():
+                    bucket[name] += amount
+        self.views[target] = view
+        self.changed.add(target)
+        self.days[ev.event_id] = day
+        return ""
+
     def _apply_unchecked(self, ev: EventEnvelope) -> str:
         if ev.event_type == t.SCORE_ADJUSTED:
             return adjustment_row(ev, self.adjustments, self.spans, self.days)
         if ev.event_type == t.INTERVIEW_REQUIRED:
             return interview_row(ev, self.interviews)
+        if ev.event_type == t.OUTCOME_CORRECTED:
+            return self._correct(ev)
         view = self.views.get(ev.item_id)
         if ev.event_type == t.ITEM_REGISTERED:
             if view is not None:

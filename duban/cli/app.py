@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from duban.cli import reports as cli_reports
+from duban.cli.audit import audit_app
 from duban.cli.calendars import calendars_app
 from duban.cli.common import errors, run_async, writable_file
 from duban.cli.documents import report_app
@@ -33,6 +34,11 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack", help="Start, stop or inspect the embedded stack.")
 app.add_typer(calendars_app, name="calendars", help="The working calendars: list versions, draft one.")
 app.add_typer(keys_app, name="keys", help="Integrator keys for the gateway: create, list, revoke.")
+app.add_typer(
+    audit_app,
+    name="audit",
+    help="Auditors: the chained log, periods recomputed, timelines, replay, SLA repair.",
+)
 app.add_typer(report_app, name="report", help="The office's documents: notices and reports of a period.")
 app.add_typer(webhooks_app, name="webhooks", help="Webhook subscriptions: add, list, remove, deliveries.")
 

@@ -270,6 +270,8 @@ def build_document(notice: Notice, template: Template, made_at: datetime) -> Doc
             events_hash=notice.events_hash,
             version=notice.scorebook_version,
         )
+        if notice.seal_root:
+            footer += lab["footer_seal"].format(root=notice.seal_root)
     return Document(
         lang=lang,
         kind=notice.kind,

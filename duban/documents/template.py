@@ -181,6 +181,7 @@ LABELS: dict[str, dict[str, str]] = {
         "half2": "下半月",
         "period_month": "{year}年{month}月",
         "new": "新",
+        "footer_seal": "；日志封存根 SHA-256：{root}",
         "department_column": "部门",
         "band_excellent": "优秀",
         "band_good": "良好",
@@ -263,6 +264,7 @@ LABELS: dict[str, dict[str, str]] = {
         "half2": "the second half",
         "period_month": "{month_name} {year}",
         "new": "new",
+        "footer_seal": "; log seal root SHA-256 {root}",
         "department_column": "Department",
     },
 }

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,8 @@ def simulated(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     settings = replace(Settings(), kafka_bootstrap=broker, kafka_idempotent=False, data_dir=folder)
     options = SimulationOptions("boston311", BOSTON, limit=300, database_url=url, progress=False)
     asyncio.run(Replay(settings, options).run())
-    for month in (BEFORE, MONTH):
-        services.close_period(url, month, None, 30)
+    for month in range(1, 13):  # every month of the subset (2022) closed, in order
+        services.close_period(url, f"2022-{month:02d}", None, 30)
     yield url
 
 
@@ -185,3 +186,77 @@ def test_the_cli_writes_the_monthly_notice_and_lists_stored_documents(simulated:
     assert out.read_bytes().startswith(b"%PDF") and "closed, events hash" in done.output
     bad = CliRunner().invoke(app, ["report", "monthly", "--period", "2022-W05", "--database-url", simulated])
     assert bad.exit_code == 2 and "error: period: '2022-W05' is not a monthly period" in bad.output
+
+
+def test_every_closed_month_recomputed_from_the_log_has_no_difference(simulated: str) -> None:
+    from duban.audit.period import audit_period
+
+    for month in range(1, 13):
+        audit = audit_period(simulated, f"2022-{month:02d}")
+        assert audit.differences == [], (month, [str(d) for d in audit.differences[:5]])
+        assert audit.events > 0
+
+
+def test_a_counter_changed_by_hand_is_the_one_difference_found(simulated: str) -> None:
+    from sqlalchemy import select, update
+
+    from duban.audit.period import audit_period
+    from events.sql import make_engine
+    from projections import read_models as rm
+
+    engine = make_engine(simulated)
+    c = rm.unit_day_counters.c
+    where = (
+        (c.level == "department") & (c.day >= date(2022, 9, 1)) & (c.day < date(2022, 10, 1)) & (c.closed > 0)
+    )
+    with engine.begin() as conn:
+        target = conn.execute(
+            select(c.unit_key, c.day, c.closed).where(where).order_by(c.unit_key, c.day).limit(1)
+        ).one()
+        conn.execute(
+            update(rm.unit_day_counters)
+            .where(c.level == "department", c.unit_key == target.unit_key, c.day == target.day)
+            .values(closed=target.closed + 1)
+        )
+    try:
+        audit = audit_period(simulated, MONTH)
+        assert [(d.what, d.unit, d.field, d.found, d.expected) for d in audit.differences] == [
+            (
+                "counters",
+                f"department|{target.unit_key}|{target.day}",
+                "closed",
+                target.closed + 1,
+                target.closed,
+            )
+        ]
+        done = CliRunner().invoke(app, ["audit", "period", MONTH, "--database-url", simulated])
+        assert done.exit_code == 1 and "1 differences" in done.output
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                update(rm.unit_day_counters)
+                .where(c.level == "department", c.unit_key == target.unit_key, c.day == target.day)
+                .values(closed=target.closed)
+            )
+        engine.dispose()
+    assert CliRunner().invoke(app, ["audit", "period", MONTH, "--database-url", simulated]).exit_code == 0
+
+
+def test_the_simulated_log_verifies_with_a_seal_per_closed_month(simulated: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers.paths import REPO
+
+    done = CliRunner().invoke(app, ["audit", "verify-log", "--database-url", simulated])
+    assert done.exit_code == 0 and done.output.strip().endswith("12 seals: verified"), done.output
+    export = tmp_path / "log.jsonl"
+    assert (
+        CliRunner()
+        .invoke(app, ["audit", "export", "--output", str(export), "--database-url", simulated])
+        .exit_code
+        == 0
+    )
+    script = REPO / "duban" / "audit" / "standalone_verify.py"
+    alone = subprocess.run([sys.executable, "-I", str(script), str(export)], capture_output=True, text=True)
+    assert alone.returncode == 0 and alone.stdout.strip().endswith("12 seals: verified"), alone.stdout

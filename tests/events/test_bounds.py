@@ -22,6 +22,7 @@ FEEDS: dict[str, int] = {
     "event_store.correlation_id": b.ENVELOPE_TEXT["correlation_id"].max_chars,
     "event_store.causation_id": b.ENVELOPE_TEXT["causation_id"].max_chars,
     "event_store.digest": 64,  # a SHA-256 in hex
+    "event_store.chain": 64,  # a SHA-256 in hex (events.chain)
     "item_view.item_id": b.IDENTIFIER.max_chars,
     "item_view.category": b.PAYLOAD_TEXT["category"].max_chars,
     "item_view.department": b.PAYLOAD_TEXT["department"].max_chars,

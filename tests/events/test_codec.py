@@ -127,6 +127,17 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "reason": "complaint upheld",
         "approver": "chief:li",
     },
+    t.OUTCOME_CORRECTED: {
+        "item": "BOS-1",
+        "period": "2026-11",
+        "previous_deadline": DEADLINE,
+        "deadline": DEADLINE,
+        "previous_on_time": False,
+        "on_time": True,
+        "breaches_reversed": 1,
+        "escalations_reversed": 1,
+        "reason": "5 November was a holiday",
+    },
     t.INTERVIEW_REQUIRED: {
         "period": "2026-11",
         "level": "department",

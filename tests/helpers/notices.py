@@ -22,13 +22,19 @@ def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def item(
-    item_id: str, department: str, town: str, reported: datetime, *steps: Any, until: datetime | None = None
+    item_id: str,
+    department: str,
+    town: str,
+    reported: datetime,
+    *steps: Any,
+    until: datetime | None = None,
+    category: str = "pavement",
 ) -> list[EventEnvelope]:
     """The events of an item reported at ``reported``, dispatched to ``<department>-team`` and
     accepted half an hour later, then ``steps`` (``(kind, time)``); an item left open has its timers
     fired up to ``until``."""
     reg = Registration(
-        item_id=item_id, category="pavement", reported_at=reported, department=department, town=town,
+        item_id=item_id, category=category, reported_at=reported, department=department, town=town,
         zone="Asia/Shanghai",
     )  # fmt: skip
     state, events = rules.register(apply_rulebook(reg, RULEBOOK, "china"))

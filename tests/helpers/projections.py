@@ -44,12 +44,14 @@ def project(
 def fresh(engine: Engine) -> None:
     """Drop the read models, the frozen periods and the event store of ``engine`` (a database shared
     by several tests, such as the session's PostgreSQL one, starts each test empty)."""
+    from events.seals import seal_metadata
     from events.store import metadata as store_metadata
     from projections import read_models as rm
     from projections.frozen_periods import drop_ledger
 
     rm.drop_tables(engine)
     drop_ledger(engine)
+    seal_metadata.drop_all(engine)
     store_metadata.drop_all(engine)
 
 

@@ -1,0 +1,158 @@
+"""``duban audit item ID``: an item's full story from the event store, checked against its workflow.
+
+The timeline lists every stored event of the item in order: when (UTC and the local time of the
+item's zone), what, who (the actor: for commands through the gateway ``<integrator>/<person>``),
+with which role, reason, notes and evidence; events the timers caused have the actor ``system:timer``.
+
+When the Temporal server answers, ``check_history`` fetches the item's workflow histories (every run,
+continue-as-new included) and compares them with the store: each ``record_events`` activity the
+workflow scheduled carries the events of one step, so every stored event must appear there with the
+same id, type, sequence, time and payload, and every event there must be stored — the store cannot
+gain, lose or change an event without the history (kept by Temporal, outside duban's database)
+disagreeing. Commands the item refused are listed with their reasons (the ``state`` query).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from events import types as t
+from events.codec import event_to_dict, format_utc
+from events.store import EventStore
+from workflows.item_client import item_workflow_id
+
+COLUMNS = ("sequence", "event_type", "occurred_at_utc", "occurred_at_local", "recorded_at_utc", "actor",
+           "role", "reason", "notes", "evidence", "event_id")  # fmt: skip
+_COMPARED = ("event_id", "event_type", "sequence", "occurred_at", "actor", "payload")
+
+
+def timeline(engine: Engine, item_id: str) -> list[dict[str, Any]]:
+    """The item's stored events as timeline rows (``COLUMNS``), in sequence order."""
+    events = list(EventStore(engine).read(item_id))
+    zone = next((e.payload.get("zone") for e in events if e.event_type == t.ITEM_REGISTERED), "UTC") or "UTC"
+    tz = ZoneInfo(zone)
+    rows = []
+    for e in sorted(events, key=lambda e: e.sequence):
+        p = e.payload
+        rows.append(
+            {
+                "sequence": e.sequence,
+                "event_type": e.event_type,
+                "occurred_at_utc": format_utc(e.occurred_at),
+                "occurred_at_local": e.occurred_at.astimezone(tz).isoformat(),
+                "recorded_at_utc": format_utc(e.recorded_at),
+                "actor": e.actor,
+                "role": p.get("role", ""),
+                "reason": p.get("reason", ""),
+                "notes": p.get("notes", ""),
+                "evidence": " ".join(p.get("evidence", [])),
+                "event_id": e.event_id,
+            }
+        )
+    return rows
+
+
+@dataclass
+class HistoryCheck:
+    """The store against the workflow histories: events in both alike, only in one, differing;
+    the runs read; the refused commands (command id, reason)."""
+
+    runs: int = 0
+    matched: int = 0
+    only_in_store: list[str] = field(default_factory=list)
+    only_in_history: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.only_in_store or self.only_in_history or self.differing)
+
+
+def _scheduled_events(history: Any) -> list[dict[str, Any]]:
+    found = []
+    for event in history.events:
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        attrs = event.activity_task_scheduled_event_attributes
+        if attrs.activity_type.name != "record_events":
+            continue
+        for payload in attrs.input.payloads:
+            found += json.loads(payload.data).get("events", [])
+    return found
+
+
+def _comparable(event: dict[str, Any]) -> dict[str, Any]:
+    from events.codec import event_from_dict
+
+    normal = event_from_dict(event | {"recorded_at": event.get("recorded_at") or event["occurred_at"]})
+    return {
+        name: (format_utc(v) if name == "occurred_at" else v)
+        for name, v in normal.__dict__.items()
+        if name in _COMPARED
+    }
+
+
+async def check_history(client: Client, engine: Engine, item_id: str) -> HistoryCheck:
+    """Compare the item's stored events with its workflow histories (module docstring)."""
+    check = HistoryCheck()
+    workflow_id = item_workflow_id(item_id)
+    scheduled: dict[str, dict[str, Any]] = {}
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        check.runs += 1
+        for event in _scheduled_events(history):
+            scheduled.setdefault(event["event_id"], _comparable(event))
+    stored = {e.event_id: _comparable(event_to_dict(e)) for e in EventStore(engine).read(item_id)}
+    for event_id, event in stored.items():
+        if event_id not in scheduled:
+            check.only_in_store.append(f"{event['event_type']} #{event['sequence']} ({event_id})")
+        elif scheduled[event_id] != event:
+            check.differing.append(f"{event['event_type']} #{event['sequence']} ({event_id})")
+        else:
+            check.matched += 1
+    check.only_in_history = [
+        f"{e['event_type']} #{e['sequence']} ({i})" for i, e in scheduled.items() if i not in stored
+    ]
+    try:
+        state = await client.get_workflow_handle(workflow_id).query("state")
+        check.refused = [(r["command_id"], r["reason"]) for r in state.get("rejected", [])]
+    except Exception:  # a workflow no worker can answer for: the refusals are not known then
+        pass
+    return check
+
+
+def render(rows: list[dict[str, Any]], check: HistoryCheck | None, fmt: str, item_id: str) -> str:
+    """The timeline as ``json``, ``csv`` or ``html``, with the history check when there is one."""
+    if fmt == "json":
+        body: dict[str, Any] = {"item_id": item_id, "timeline": rows}
+        if check is not None:
+            body["history"] = check.__dict__ | {"ok": check.ok}
+        return json.dumps(body, ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in rows
+    )
+    verdict = ""
+    if check is not None:
+        agrees = "matches" if check.ok else "DOES NOT MATCH"
+        verdict = f"<p>Temporal history: {agrees} ({check.matched} events in both; {check.runs} run(s))</p>"
+    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(item_id)}</title></head><body>"
+        f"<h1>{escape(item_id)}</h1>{verdict}<table border='1'><tr>{head}</tr>{cells}</table></body></html>"
+    )
