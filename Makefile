@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_rankings.py
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_ledger.py
+	$(BIN)/python bench/bench_import.py
 
 demo: $(STAMP)
 	$(BIN)/duban demo

@@ -20,6 +20,7 @@ from duban.cli.common import errors, run_async, writable_file
 from duban.cli.documents import report_app
 from duban.cli.gateway import keys_app
 from duban.cli.gateway import serve as serve_command
+from duban.cli.imports import ProfileFileOpt, ServicesOpt, ZoneOpt, import_report, profile_app
 from duban.cli.ledger import ledger as ledger_command
 from duban.cli.stack import stack_app
 from duban.cli.webhooks import webhooks_app
@@ -41,6 +42,9 @@ app.add_typer(
 )
 app.add_typer(report_app, name="report", help="The office's documents: notices and reports of a period.")
 app.add_typer(webhooks_app, name="webhooks", help="Webhook subscriptions: add, list, remove, deliveries.")
+app.add_typer(
+    profile_app, name="profile", help="Import profiles: list, show, check, draft one for a new export."
+)
 
 
 @app.callback()
@@ -54,7 +58,7 @@ def simulate(
     path: Annotated[
         Path, typer.Argument(help="Case-record export (CSV), e.g. ../shared/data/boston311_2022_sample.csv")
     ],
-    profile: Annotated[str, typer.Option(help="Import profile: boston311 or la311.")] = "boston311",
+    profile: Annotated[str, typer.Option(help="Import profile: boston311, la311 or open311.")] = "boston311",
     limit: Annotated[int | None, typer.Option(help="Replay only the first N valid cases.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
     database_url: Annotated[
@@ -68,6 +72,9 @@ def simulate(
     bucket_days: Annotated[
         float, typer.Option(help="Days of business time delivered per clock step.")
     ] = 30.0,
+    profile_file: ProfileFileOpt = None,
+    services: ServicesOpt = None,
+    zone: ZoneOpt = None,
 ) -> None:
     """Replay real cases through the item workflow in simulated time, then print the rankings."""
     from duban.jobs.simulate import Replay, SimulationOptions
@@ -85,6 +92,9 @@ def simulate(
         options = SimulationOptions(
             profile=profile,
             path=path,
+            profile_file=profile_file,
+            services=services,
+            zone=zone,
             limit=limit,
             database_url=database_url,
             progress=progress,
@@ -115,21 +125,6 @@ def simulate(
     if summary_json:
         summary_json.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
         typer.echo(f"  summary JSON   {summary_json}")
-
-
-@app.command("import-report")
-def import_report(
-    path: Annotated[Path, typer.Argument(help="Case-record export (CSV).")],
-    profile: Annotated[str, typer.Option(help="Import profile: boston311 or la311.")] = "boston311",
-) -> None:
-    """Read an export with a profile and list the rows it rejects (row number, column, reason)."""
-    from duban.importers.profiles import load_cases
-
-    with errors():
-        result = load_cases(profile, path)
-    typer.echo(f"{result.rows_read} rows read, {len(result.cases)} items, {len(result.rejected)} rejected")
-    for row in result.rejected:
-        typer.echo(f"  row {row.row_number}: {row.field}: {row.reason}")
 
 
 @app.command()
@@ -172,3 +167,4 @@ app.command()(cli_reports.schedules)
 app.command("rebuild-read-models")(cli_reports.rebuild_read_models)
 app.command("ledger")(ledger_command)
 app.command("serve")(serve_command)
+app.command("import-report")(import_report)

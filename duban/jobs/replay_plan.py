@@ -51,6 +51,7 @@ def plan_case(case: ImportedCase, profile: str) -> CasePlan:
         town=case.town,
         community=case.community,
         grid=case.grid,
+        district=case.district,
         zone=case.zone,
         source=case.source,
         actor=f"source:{profile}",

@@ -32,7 +32,7 @@ from duban import wiring
 from duban.config import Settings
 from duban.errors import ConfigurationError
 from duban.importers.base import ImportResult
-from duban.importers.profiles import load_cases
+from duban.importers.profiles import load_cases, load_profile, with_zone
 from duban.jobs.replay_plan import CasePlan, plan_case
 from duban.processes.worker import build_worker
 from duban.stack.binaries import find_binary
@@ -62,10 +62,15 @@ class SimulationOptions:
     ``concurrency``: client calls in flight at once.
     ``replace``: allow ``database_url`` to name a database that already holds duban's tables (they
     are dropped). The default file is rebuilt on every run and replaced only when the run succeeds.
+    ``profile_file`` (a user-written profile; it wins over ``profile``), ``services`` (an Open311
+    ``services.json``) and ``zone`` (the area's IANA zone, replacing the profile's) shape the import.
     """
 
     profile: str
     path: Path
+    profile_file: Path | None = None
+    services: Path | None = None
+    zone: str | None = None
     limit: int | None = None
     database_url: str | None = None
     concurrency: int = 64
@@ -140,12 +145,13 @@ class Replay:
         self.settings = settings
         self.options = options
         self.run_id = uuid.uuid4().hex[:8]
-        final = (settings.data_dir / f"simulate-{options.profile}.db").resolve()
+        self.spec = with_zone(load_profile(options.profile, options.profile_file), options.zone)
+        final = (settings.data_dir / f"simulate-{self.spec.name}.db").resolve()
         self.final_path: Path | None = None if options.database_url else final
         # The default file is built aside and moved into place only when the run succeeds, so a
         # failed run never destroys the previous results.
         self.database_url = options.database_url or f"sqlite:///{final}.partial"
-        self.topic = f"{settings.events_topic}.simulate.{options.profile}.{self.run_id}"
+        self.topic = f"{settings.events_topic}.simulate.{self.spec.name}.{self.run_id}"
         self.run_settings = replace(settings, events_topic=self.topic, dead_letter_topic=f"{self.topic}.dlq")
 
     async def run(self, env: WorkflowEnvironment | None = None) -> SimulationSummary:
@@ -156,9 +162,9 @@ class Replay:
                 the replay starts its own test server and stops it at the end.
         """
         started = time.monotonic()
-        imported = load_cases(self.options.profile, self.options.path)
+        imported = load_cases(self.spec, self.options.path, self.options.services)
         cases = imported.cases[: self.options.limit] if self.options.limit else imported.cases
-        plans = [plan_case(c, self.options.profile) for c in cases]
+        plans = [plan_case(c, self.spec.name) for c in cases]
         self._check_database()
         await ensure_kafka(self.settings)
         await ensure_topics(self.run_settings)
@@ -302,7 +308,7 @@ class Replay:
             if case.deadline is None:
                 continue
             if case.city_on_time is None:
-                if imported.profile == "boston311":
+                if imported.has_label:  # the city labels its cases: a deadline without one is worth naming
                     blanks.append(f"row {case.row_number} (item {case.item_id})")
                 continue
             checked += 1

@@ -366,15 +366,25 @@ def test_import_report_names_the_rejected_row_and_column(runner: CliRunner, tmp_
         [
             boston_row(header),  # row 2: good
             boston_row(header, CASE_ENQUIRY_ID="900000000002", OPEN_DT="05/02/2022 10:00"),  # row 3: bad
+            boston_row(header, CASE_ENQUIRY_ID="900000000003", OPEN_DT="yesterday"),  # row 4: bad, alike
+            boston_row(header, CASE_ENQUIRY_ID="900000000004", CASE_STATUS="Pending"),  # row 5: other
+            boston_row(header, CASE_ENQUIRY_ID="900000000005", OPEN_DT="2022-13-01 10:00:00"),  # row 6
         ],
     )
-    result = invoke(runner, "import-report", str(path), "--profile", "boston311")
+    every = tmp_path / "refused.csv"
+    result = invoke(runner, "import-report", str(path), "--profile", "boston311", "--rejected", str(every))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "2 rows read, 1 items, 1 rejected"
-    assert len(lines) == 2
-    assert lines[1].startswith("  row 3: OPEN_DT: ")
-    assert "'05/02/2022 10:00'" in lines[1]
+    assert lines[0] == "5 rows read, 1 items, 4 rejected"
+    assert len(lines) == 3  # the refusals grouped by column and kind of reason, most frequent first
+    assert lines[1].startswith("  3 rows (3, 4, 6): OPEN_DT: cannot read '05/02/2022 10:00' as a date-time")
+    assert lines[2].startswith("  1 row (5): CASE_STATUS: unknown status 'Pending'")
+    with every.open(newline="", encoding="utf-8") as handle:
+        refused = list(csv.DictReader(handle))
+    assert [(r["row"], r["column"]) for r in refused] == [
+        ("3", "OPEN_DT"), ("4", "OPEN_DT"), ("5", "CASE_STATUS"), ("6", "OPEN_DT")
+    ]  # fmt: skip
+    assert "'yesterday'" in refused[1]["reason"]
 
 
 @needs_boston

@@ -17,9 +17,9 @@ from helpers.paths import DATA
 
 from duban.errors import ConfigurationError, ImportRowError
 from duban.importers.base import CaseStatus, ImportResult
-from duban.importers.boston311 import Boston311Profile, unshift_clock
-from duban.importers.la311 import end_of_local_day, service_deadline
-from duban.importers.profiles import PROFILES, import_csv, load_cases
+from duban.importers.profile_spec import ProfileSpec
+from duban.importers.profiles import builtin_profiles, load_cases, load_profile
+from duban.importers.times import TimeReader, end_of_local_day, unshift_clock
 
 BOSTON = DATA / "boston311_2022_sample.csv"
 LA = DATA / "la311_2017_subset.csv"
@@ -28,6 +28,12 @@ LA_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
 needs_boston = pytest.mark.skipif(not BOSTON.is_file(), reason=f"shared export missing: {BOSTON}")
 needs_la = pytest.mark.skipif(not LA.is_file(), reason=f"shared export missing: {LA}")
+
+
+def boston_without_correction() -> ProfileSpec:
+    """The built-in boston311 profile with its clock rule set to plain local time."""
+    spec = load_profile("boston311")
+    return spec.model_copy(update={"times": spec.times.model_copy(update={"clock": "local"})})
 
 
 def raw(path: Path) -> list[dict[str, str]]:
@@ -108,7 +114,7 @@ def test_boston_closed_at_equals_the_time_written_in_closure_reason(boston: Impo
 
 @needs_boston
 def test_boston_without_the_correction_the_clock_is_four_or_five_hours_early() -> None:
-    plain = import_csv(Boston311Profile(clock_shifted_by_utc_offset=False), BOSTON)
+    plain = load_cases(boston_without_correction(), BOSTON)
     gaps = set()
     for row, case in zip(raw(BOSTON), plain.cases, strict=True):
         expected = closure_text_instant(row["CLOSURE_REASON"])
@@ -154,7 +160,7 @@ def test_boston_city_on_time_label_is_reproduced_row_by_row(boston: ImportResult
 
 @needs_boston
 def test_boston_correction_leaves_comparisons_between_columns_unchanged(boston: ImportResult) -> None:
-    plain = import_csv(Boston311Profile(clock_shifted_by_utc_offset=False), BOSTON)
+    plain = load_cases(boston_without_correction(), BOSTON)
     for fixed, naive_reading in zip(boston.cases, plain.cases, strict=True):
         assert fixed.closed_at is not None and naive_reading.closed_at is not None
         if fixed.deadline is not None and naive_reading.deadline is not None:
@@ -248,7 +254,9 @@ def test_end_of_local_day() -> None:
         2018, 3, 12, 6, 59, 59, 999999, tzinfo=UTC
     )
     assert end_of_local_day(date(2022, 7, 1), "America/New_York").tzinfo is UTC
-    assert service_deadline(datetime(2018, 1, 2, 7, 26, 8)) == datetime(2018, 1, 2, 15, 26, 8, tzinfo=UTC)
+    la_times = TimeReader([LA_FORMAT], "America/Los_Angeles", midnight_is_date_only=True)
+    got = la_times.read("01/02/2018 07:26:08 AM", "ServiceDate", deadline=True)
+    assert got == datetime(2018, 1, 2, 15, 26, 8, tzinfo=UTC)  # a time other than midnight: as is
 
 
 @needs_la
@@ -411,8 +419,8 @@ def test_la_rejections_name_row_and_column(tmp_path: Path) -> None:
 
 
 def test_registry_and_file_errors(tmp_path: Path) -> None:
-    assert set(PROFILES) == {"boston311", "la311"}
-    with pytest.raises(ConfigurationError, match=r"'chicago'.*boston311, la311"):
+    assert set(builtin_profiles()) == {"boston311", "la311", "open311"}
+    with pytest.raises(ConfigurationError, match=r"'chicago'.*boston311, la311, open311"):
         load_cases("chicago", tmp_path / "x.csv")
     missing = tmp_path / "nowhere.csv"
     with pytest.raises(FileNotFoundError, match="la311 export not found") as caught:

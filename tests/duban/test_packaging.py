@@ -24,3 +24,11 @@ def test_the_wheel_carries_every_data_file_the_code_reads(tmp_path: Path) -> Non
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = [DEFAULT_RULEBOOK_PATH, DEFAULT_SCOREBOOK_PATH, *(CALENDAR_DIR / f"{n}.yaml" for n in CALENDARS)]
     assert {p.relative_to(REPO).as_posix() for p in wanted} <= names
+    # and every other data file in the packages (import profiles, catalogues, templates), as git has them
+    listed = subprocess.run(
+        ["git", "ls-files", "duban", "workflows", "events", "projections", "activities"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    data = {name for name in listed if not name.endswith(".py")}
+    assert "duban/importers/builtin/open311.yaml" in data or not (REPO / ".git").exists()
+    assert data <= names, sorted(data - names)
