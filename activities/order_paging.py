@@ -20,6 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.converter import AdvancedJSONEncoder, value_to_type
 
 from events.errors import ValidationError
+from events.sql import create_schema
 from workflows.item_client import start_item
 from workflows.item_model import Registration
 from workflows.item_workflow import ItemWorkflowInput
@@ -45,7 +46,7 @@ class OrderItems:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
 
     def add(self, order_id: str, registrations: Sequence[Registration]) -> int:
         """Append ``registrations`` to the order's list (each gets ``order_id``); return how many.

@@ -37,7 +37,7 @@ from temporalio import activity
 
 from events.codec import event_to_dict
 from events.errors import DubanError
-from events.sql import UTCDateTime, upsert
+from events.sql import UTCDateTime, create_schema, upsert
 from events.store import EventStore, event_of_row, stored_events
 from workflows.webhook_model import (
     DeliveryAttempt,
@@ -97,7 +97,7 @@ class WebhookStore:
         self.engine = engine
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        create_schema(self.engine, metadata)
 
     @staticmethod
     def _of(row: Any) -> Subscription:

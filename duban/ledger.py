@@ -9,6 +9,11 @@ Times are shown twice: as wall-clock time in the item's IANA zone (the ``zone`` 
 
 - CSV (the ``csv`` module): UTF-8 with a byte-order mark (so that Excel reads the Chinese headers),
   ``YYYY-MM-DD HH:MM:SS`` times, days overdue as a decimal text (``3.2``).
+
+In both, a text value that a spreadsheet would read as a formula (one beginning with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return: a name from an integrating system) is prefixed with a single
+quote (``duban.spreadsheets.neutralise``, OWASP's advice on CSV injection); numbers, times and
+booleans are left as they are.
 - XLSX (openpyxl, write-only: rows go to a temporary file, not memory): times are real Excel date-times
   (an Excel cell has no zone: the header says which clock), days overdue and the escalation level
   real numbers, yes/no real booleans; the header row is frozen and the columns have widths.
@@ -28,6 +33,7 @@ from sqlalchemy import Engine, inspect
 
 from duban import wiring
 from duban.errors import ConfigurationError
+from duban.spreadsheets import neutralise
 from events.errors import ValidationError
 from projections.ledger import LedgerFilter, LedgerRow, ledger_rows
 
@@ -100,6 +106,7 @@ CODES: dict[str, dict[object, str]] = {
         "closed": "已销号",
         "cancelled": "已作废",
         "merged": "已合并",
+        "suspended": "已挂账",
         "green": "绿灯",
         "yellow": "黄灯",
         "red": "红灯",
@@ -133,8 +140,8 @@ def _text(column: Column, row: LedgerRow, lang: str) -> str:
     if column.kind == "time":
         return str(value.strftime(TIME_FORMAT))
     if column.kind in ("code", "bool"):
-        return str(CODES[lang].get(value, value))
-    return str(value)
+        return neutralise(str(CODES[lang].get(value, value)))
+    return neutralise(value) if column.kind == "text" else str(value)
 
 
 def write_csv(rows: Iterable[LedgerRow], sink: Sink, lang: str = "zh-CN") -> int:
@@ -170,8 +177,8 @@ def _cell(column: Column, row: LedgerRow, lang: str) -> Any:
     if column.kind == "days":
         return float(value)
     if column.kind == "code":
-        return CODES[lang].get(value, value)
-    return value
+        return neutralise(str(CODES[lang].get(value, value)))
+    return neutralise(value) if column.kind == "text" else value
 
 
 def write_xlsx(rows: Iterable[LedgerRow], sink: Sink, lang: str = "zh-CN") -> int:

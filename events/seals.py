@@ -24,13 +24,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     func,
     insert,
+    inspect,
     select,
+    type_coerce,
 )
 
 from events.chain import seal_root
-from events.sql import UTCDateTime
+from events.errors import ValidationError
+from events.sql import UTCDateTime, create_schema, stored_time
 from events.store import stored_events
 
 SETTLE_S = 300.0
@@ -66,17 +70,27 @@ class Seal:
 
 def heads(conn: Connection, cutoff: datetime) -> tuple[list[tuple[str, int, str]], int]:
     """Every stream's head as of ``cutoff`` — ``(item_id, sequence, chain)`` of its highest
-    sequence recorded at or before it — and how many events that covers."""
+    sequence recorded at or before it — and how many events that covers.
+
+    Each stream has one head and each event recorded by the cut-off counts once, whatever the rows
+    hold: the head is the row that comes first by (sequence descending, store position) among the
+    stream's rows recorded by the cut-off, so two rows claiming a stream's top sequence (an event
+    moved from another stream) give one head, never two."""
     c = stored_events.c
-    last = (
-        select(c.item_id, func.max(c.sequence).label("top"), func.count().label("n"))
+    ranked = (
+        select(
+            c.item_id,
+            c.sequence,
+            c.chain,
+            func.row_number()
+            .over(partition_by=c.item_id, order_by=(c.sequence.desc(), c.position))
+            .label("rank"),
+            func.count().over(partition_by=c.item_id).label("n"),
+        )
         .where(c.recorded_at <= cutoff)
-        .group_by(c.item_id)
         .subquery()
     )
-    query = select(c.item_id, c.sequence, c.chain, last.c.n).join(
-        last, (c.item_id == last.c.item_id) & (c.sequence == last.c.top)
-    )
+    query = select(ranked.c.item_id, ranked.c.sequence, ranked.c.chain, ranked.c.n).where(ranked.c.rank == 1)
     found, total = [], 0
     for item_id, sequence, chain, count in conn.execute(query):
         found.append((str(item_id), int(sequence), str(chain or "")))
@@ -86,7 +100,7 @@ def heads(conn: Connection, cutoff: datetime) -> tuple[list[tuple[str, int, str]
 
 def take_seal(engine: Engine, now: datetime, period: str | None = None, settle_s: float = SETTLE_S) -> Seal:
     """Seal the log as of ``now − settle_s`` (``now`` aware); the stored seal."""
-    seal_metadata.create_all(engine)
+    create_schema(engine, seal_metadata)
     cutoff = now - timedelta(seconds=settle_s)
     with engine.begin() as conn:
         found, total = heads(conn, cutoff)
@@ -103,10 +117,29 @@ def take_seal(engine: Engine, now: datetime, period: str | None = None, settle_s
 
 
 def read_seals(engine: Engine, period: str | None = None) -> list[Seal]:
-    """The seals, oldest first (those a close of ``period`` took, when given)."""
-    seal_metadata.create_all(engine)
-    query = select(audit_seals).order_by(audit_seals.c.seal_id)
+    """The seals, oldest first (those a close of ``period`` took, when given); none when the
+    database has no seals table. Reads only: it creates nothing.
+
+    Raises:
+        ValidationError: field ``audit_seals``, a seal whose stored time is not a time.
+    """
+    if not inspect(engine).has_table(audit_seals.name):
+        return []
+    c = audit_seals.c
+    times = ("taken_at", "cutoff")
+    columns = [type_coerce(column, Text) if column.name in times else column for column in audit_seals.c]
+    query = select(*columns).order_by(c.seal_id)
     if period is not None:
-        query = query.where(audit_seals.c.period == period)
+        query = query.where(c.period == period)
+    seals = []
     with engine.connect() as conn:
-        return [Seal(**dict(r._mapping)) for r in conn.execute(query)]
+        for row in conn.execute(query):
+            data = dict(row._mapping)
+            for name in times:
+                try:
+                    data[name] = stored_time(data[name])
+                except ValueError as exc:
+                    reason = f"seal {data['seal_id']}: its {name} {exc}"
+                    raise ValidationError("audit_seals", reason) from None
+            seals.append(Seal(**data))
+    return seals

@@ -69,6 +69,45 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def read_only(engine: Engine) -> Engine:
+    """Make ``engine`` refuse every write (an auditor's reading must not change what it reads):
+    each new connection is set read-only (SQLite ``PRAGMA query_only``, PostgreSQL ``SET SESSION
+    CHARACTERISTICS AS TRANSACTION READ ONLY``) and the connections already pooled are dropped.
+    Returns ``engine``."""
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if engine.dialect.name == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        else:
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.close()
+        if engine.dialect.name != "sqlite":
+            dbapi_conn.commit()  # a SET in a transaction rolled back would be undone
+
+    engine.dispose()
+    return engine
+
+
+def stored_time(value: Any) -> datetime:
+    """A time column's value as the driver gives it without the column type's conversion — a
+    datetime (PostgreSQL) or the stored text (SQLite, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC) — as an
+    aware UTC datetime.
+
+    Raises:
+        ValueError: the value is not a time.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{value!r} is not a time")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def insert_ignoring_duplicates(engine_or_dialect: Engine | Dialect, table: Any, key: list[str]) -> Any:
     """An INSERT that skips rows whose ``key`` columns already exist (SQLite and PostgreSQL)."""
     dialect = engine_or_dialect.dialect if isinstance(engine_or_dialect, Engine) else engine_or_dialect
@@ -79,6 +118,25 @@ def insert_ignoring_duplicates(engine_or_dialect: Engine | Dialect, table: Any, 
     raise NotImplementedError(f"database dialect {dialect.name!r} is not supported (SQLite, PostgreSQL)")
 
 
+SCHEMA_LOCK_KEY = 0x6475_6261_6E
+"""The PostgreSQL advisory lock (``pg_advisory_xact_lock``) held while duban creates or alters
+tables: processes starting together (two projectors, a worker) would otherwise race on
+``CREATE TABLE`` and one would fail with a duplicate ``pg_type`` name."""
+
+
+def _lock_schema(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
+def create_schema(engine: Engine, metadata: Any) -> None:
+    """``metadata.create_all`` in one transaction, under ``SCHEMA_LOCK_KEY`` on PostgreSQL (tables
+    that exist are left as they are)."""
+    with engine.begin() as conn:
+        _lock_schema(conn)
+        metadata.create_all(conn)
+
+
 def add_missing_columns(engine: Engine, table: Table) -> list[str]:
     """Add to the database's ``table`` the nullable columns its definition has and the database
     lacks (a database made by an older duban), and create its missing indexes; return the columns
@@ -87,9 +145,10 @@ def add_missing_columns(engine: Engine, table: Table) -> list[str]:
     Raises:
         ValueError: a missing column is NOT NULL.
     """
-    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
     added = []
     with engine.begin() as conn:
+        _lock_schema(conn)
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name in present:
                 continue

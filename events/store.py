@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     func,
+    inspect,
     select,
     tuple_,
     update,
@@ -38,8 +39,8 @@ from sqlalchemy import (
 from events.chain import genesis, link
 from events.codec import encode_event, event_from_dict, event_to_dict, validate_event
 from events.envelope import EventEnvelope
-from events.errors import DubanError
-from events.sql import UTCDateTime, add_missing_columns, insert_ignoring_duplicates
+from events.errors import DubanError, ValidationError
+from events.sql import UTCDateTime, add_missing_columns, create_schema, insert_ignoring_duplicates
 
 metadata = MetaData()
 
@@ -91,6 +92,27 @@ def event_of_row(row: Row[Any] | Any) -> EventEnvelope:
     return event_from_dict(data)
 
 
+def check_readable(engine: Engine) -> None:
+    """Check, without writing anything, that ``engine`` holds an event store with every column this
+    duban reads (an auditor's commands read the store as it is: they never create or migrate it).
+
+    Raises:
+        ValidationError: field ``database_url``: no event store, or one made by an older duban.
+    """
+    found = inspect(engine)
+    url = engine.url.render_as_string(hide_password=True)
+    if not found.has_table(stored_events.name):
+        raise ValidationError("database_url", f"{url} holds no event store")
+    present = {column["name"] for column in found.get_columns(stored_events.name)}
+    missing = [column.name for column in stored_events.columns if column.name not in present]
+    if missing:
+        raise ValidationError(
+            "database_url",
+            f"the event store in {url} predates this duban (it lacks {', '.join(missing)}): "
+            "run duban audit chain-migrate to add and fill them",
+        )
+
+
 class EventStore:
     """SQL event store on an engine (SQLite or PostgreSQL). Create the table with ``create()``."""
 
@@ -99,8 +121,9 @@ class EventStore:
 
     def create(self) -> None:
         """Create the table if missing (idempotent); a store made before ``digest`` existed gets the
-        column, filled for every row (the events are not otherwise touched)."""
-        metadata.create_all(self.engine)
+        column, filled for every row stored before chains existed (the events are not otherwise
+        touched; a chained row without a digest is left for ``duban audit verify-log`` to report)."""
+        create_schema(self.engine, metadata)
         add_missing_columns(self.engine, stored_events)
         with self.engine.begin() as conn:
             self._fill_digests(conn)
@@ -109,7 +132,8 @@ class EventStore:
     def _fill_digests(conn: Connection) -> None:
         c = stored_events.c
         while True:
-            rows = conn.execute(select(stored_events).where(c.digest.is_(None)).limit(5000)).all()
+            unfilled = c.digest.is_(None) & c.chain.is_(None)
+            rows = conn.execute(select(stored_events).where(unfilled).limit(5000)).all()
             if not rows:
                 return
             values = [{"p": r.position, "d": digest_of(encode_event(event_of_row(r)))} for r in rows]

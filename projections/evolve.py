@@ -3,6 +3,11 @@
 ``evolve`` applies one item event to the item's ``item_view`` row (a dict) and says which counters it
 increments and by how much; ``adjustment_row`` checks a ``ScoreAdjusted`` event and queues its row.
 The projector (``projections.projector``) attributes the counters to the item's units and days.
+
+A suspension (``ItemSuspended``) shows the item as ``suspended`` (``events.stages.shown_stage``, the
+rule its workflow follows) and keeps the stage it held and when its clock stopped; ``ItemResumed``
+restores that stage and the resolution deadline moved out by the pause. A withdrawal (cancel, merge)
+ends a suspension.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from events import types as t
 from events.bounds import points_problem
 from events.codec import parse_utc
 from events.envelope import EventEnvelope
+from events.stages import shown_stage
 from events.working_calendar import calendar_for
 from projections import read_models as rm
 from projections.frozen_periods import counted_day
@@ -41,6 +47,8 @@ def new_view(ev: EventEnvelope) -> dict[str, Any]:
         "warned": False,
         "intake_department": p["department"],
         "extended": False,
+        "suspended_at": None,
+        "resume_stage": None,
     }
 
 
@@ -78,7 +86,7 @@ def evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
             view["overdue"] = True
         return {**bumps, "closed_with_deadline": 1, "closed_on_time" if p["on_time"] else "closed_overdue": 1}
     elif kind == t.ITEM_CANCELLED:
-        view["stage"] = "cancelled"
+        view.update(stage="cancelled", suspended_at=None, resume_stage=None)  # withdrawn: no longer held
         return {"cancelled": 1, "cohort_withdrawn": 1}
     elif kind == t.DEADLINE_WARNED:
         view["warned"] = True
@@ -94,16 +102,22 @@ def evolve(view: dict[str, Any], ev: EventEnvelope) -> Bumps:
         view["stage"] = "registered"  # back to the dispatcher
         return {"returned": 1}
     elif kind == t.ITEM_MERGED:
-        view["stage"] = "merged"
+        view.update(stage="merged", suspended_at=None, resume_stage=None)
         return {"merged": 1, "cohort_withdrawn": 1}
     elif kind == t.EXTENSION_APPROVED:
         view["resolution_deadline"] = parse_utc(p["deadline"], "deadline")
         first, view["extended"] = not view["extended"], True
         return {"extended": 1, "cohort_extended": int(first)}
     elif kind == t.ITEM_SUSPENDED:
+        if view.get("suspended_at") is None:  # the stage it holds, and when its clock stopped
+            view.update(resume_stage=view["stage"], suspended_at=ev.occurred_at)
+        view["stage"] = shown_stage(view["resume_stage"], True)
         return {"suspended": 1}
-    elif kind == t.ITEM_RESUMED and p["resolution_deadline"]:
-        view["resolution_deadline"] = parse_utc(p["resolution_deadline"], "resolution_deadline")
+    elif kind == t.ITEM_RESUMED:
+        held = view.get("resume_stage") or view["stage"]  # a row suspended before the columns: as is
+        view.update(stage=shown_stage(held, False), suspended_at=None, resume_stage=None)
+        if p["resolution_deadline"]:  # moved out by the time it stood still
+            view["resolution_deadline"] = parse_utc(p["resolution_deadline"], "resolution_deadline")
     elif kind == t.DEPARTMENT_REPORTED_IN:
         return {"reported_in": 1, "reported_in_late": int(p["late"])}
     # Requests, rejections, reviews, lights, grid calls and ratings change no counter yet.

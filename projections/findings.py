@@ -5,9 +5,12 @@ at its cut-off — frozen with the period's snapshot so a document rebuilt later
 closed period, or now for an open one):
 
 - ``overdue_open``: items registered before the period's end, still open at the cut-off and past
-  their resolution deadline (their light is red), with unit and days overdue at the cut-off;
+  their resolution deadline (their light is red), with unit and days overdue at the cut-off (an
+  item closed out after the cut-off was open at it; a suspended item is overdue by how far its
+  clock had run past the deadline when it stopped: ``projections.lights.clock_end``);
 - ``closed_late``: items closed in the period after their deadline, with days late;
-- ``due_soon``: open items whose deadline falls in the 72 hours after the cut-off (about to breach);
+- ``due_soon``: open items whose deadline falls in the 72 hours after the cut-off (about to breach;
+  not a suspended one, whose clock stands still);
 - ``lights``: open items with a deadline by department and light (green / yellow / red) at the
   cut-off, on clock time (``projections.lights``);
 - ``orders``: supervision orders with open items: items, closed, open, overdue;
@@ -31,10 +34,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, Connection, Engine, MetaData, String, Text, func, select
 from sqlalchemy import Table as SqlTable
 
-from events.sql import UTCDateTime
+from events.sql import UTCDateTime, create_schema
 from projections import read_models as rm
 from projections.indicators import BY_NAME, IndicatorOptions, evaluate
-from projections.lights import clock_light
+from projections.lights import clock_end, clock_light
 
 LIST_LIMIT = 500
 DUE_SOON = timedelta(hours=72)
@@ -128,13 +131,16 @@ def compute_findings(engine: Engine, start: date, end: date, cut_off: datetime) 
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=5000).execute(select(rm.item_view)):
             first, after = _period_instants(start, end, row.zone)
-            is_open = row.stage not in TERMINAL
+            closed_later = row.stage == "closed" and row.closed_at is not None and row.closed_at > cut_off
+            is_open = row.stage not in TERMINAL or closed_later  # as it stood at the cut-off
             deadline = row.resolution_deadline
             if row.order_id:
                 counts = orders[row.order_id]
                 counts["items"] += 1
-                counts["closed" if row.stage == "closed" else "open" if is_open else "withdrawn"] += 1
-                counts["overdue"] += int(is_open and deadline is not None and deadline < cut_off)
+                counts["open" if is_open else "closed" if row.stage == "closed" else "withdrawn"] += 1
+                counts["overdue"] += int(
+                    is_open and deadline is not None and deadline < clock_end(row, cut_off)
+                )
             if not is_open:
                 closed = row.closed_at if row.stage == "closed" else None
                 if deadline and closed and closed > deadline and first <= closed < after:
@@ -145,9 +151,10 @@ def compute_findings(engine: Engine, start: date, end: date, cut_off: datetime) 
             light = clock_light(row, cut_off)
             if light is not None:
                 lights[row.department or "(none)"][light] += 1
-            if deadline is not None and deadline < cut_off:
-                overdue.append(_line(row, days_between(cut_off, deadline)))
-            elif deadline is not None and deadline < cut_off + DUE_SOON:
+            stood = clock_end(row, cut_off)  # the cut-off, or when a suspension stopped its clock
+            if deadline is not None and deadline < stood:
+                overdue.append(_line(row, days_between(stood, deadline)))
+            elif stood == cut_off and deadline is not None and deadline < cut_off + DUE_SOON:
                 soon.append(_line(row, days_between(deadline, cut_off)))
         trend = weekly_trend(conn, end)
     open_orders = [
@@ -174,7 +181,7 @@ def compute_findings(engine: Engine, start: date, end: date, cut_off: datetime) 
 
 
 def create_findings_table(engine: Engine) -> None:
-    findings_metadata.create_all(engine)
+    create_schema(engine, findings_metadata)
 
 
 def findings_row(period: str, cut_off: datetime, findings: dict[str, Any]) -> dict[str, Any]:

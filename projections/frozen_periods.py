@@ -36,7 +36,7 @@ from sqlalchemy import Column, Date, Engine, Integer, MetaData, String, Table, T
 
 from events.errors import DubanError, ValidationError
 from events.seals import take_seal
-from events.sql import UTCDateTime
+from events.sql import UTCDateTime, create_schema
 from events.store import EventStore
 from projections import read_models as rm
 from projections.findings import compute_findings, create_findings_table, findings_row, period_findings
@@ -83,7 +83,7 @@ class Snapshot:
 
 def create_ledger(engine: Engine) -> None:
     """Create the snapshot table if missing (idempotent)."""
-    ledger_metadata.create_all(engine)
+    create_schema(engine, ledger_metadata)
 
 
 def drop_ledger(engine: Engine) -> None:

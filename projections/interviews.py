@@ -20,6 +20,7 @@ and the monthly notice prints it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
@@ -34,6 +35,30 @@ from projections.scorebook import InterviewRule, ScoreVersion
 
 CITY_ORDER_LEVEL = 4
 """The escalation rung of a city order (README, "The Temporal UI": 1 department head … 4 city order)."""
+
+
+REASONS = {
+    "last_place": "ranked last at {level} level in each of {months}",
+    "counter_at_least": "{n} {counter} in the month (the rule: at least {min})",
+    "city_order_overdue": "{count} item(s) escalated to a city order overdue: {items}",
+}
+"""The reason each rule records, in English (the ``InterviewRequired`` event and the findings keep
+it so); ``reason_facts`` reads one back for a document in another language."""
+_READ_BACK = {
+    rule: re.compile(
+        "^" + re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m[1]}>.+?)", re.escape(text)) + "$", re.S
+    )
+    for rule, text in REASONS.items()
+}
+
+
+def reason_facts(reason: str) -> dict[str, str] | None:
+    """The rule and the facts of an interview reason of ``REASONS`` (``{"rule": "counter_at_least",
+    "n": "5", "counter": "breached", "min": "5"}``), or ``None`` for any other text."""
+    for rule, pattern in _READ_BACK.items():
+        if m := pattern.match(reason):
+            return {"rule": rule, **m.groupdict()}
+    return None
 
 
 def _last_units(scores: list[dict[str, Any]]) -> set[str]:
@@ -53,7 +78,7 @@ def _last_place(
         months.append(previous_period(months[-1]))
         units &= _last_units(earlier(months[-1], rule.level))
     shown = ", ".join(sorted(months))
-    return {u: f"ranked last at {rule.level} level in each of {shown}" for u in units}
+    return {u: REASONS["last_place"].format(level=rule.level, months=shown) for u in units}
 
 
 def _counter(engine: Engine, rule: InterviewRule, start: date, end: date) -> dict[str, str]:
@@ -67,7 +92,7 @@ def _counter(engine: Engine, rule: InterviewRule, start: date, end: date) -> dic
     with engine.connect() as conn:
         rows = [(str(unit), int(n or 0)) for unit, n in conn.execute(query)]
     return {
-        unit: f"{n} {rule.counter} in the month (the rule: at least {rule.min})"
+        unit: REASONS["counter_at_least"].format(n=n, counter=rule.counter, min=rule.min)
         for unit, n in rows
         if n >= rule.min
     }
@@ -86,8 +111,9 @@ def _city_order_overdue(engine: Engine, rule: InterviewRule, cut_off: datetime) 
         for unit, item in conn.execute(query.order_by(v.item_id)):
             found[str(unit)].append(str(item))
     return {
-        unit: f"{len(items)} item(s) escalated to a city order overdue: {', '.join(items[:5])}"
-        + ("…" if len(items) > 5 else "")
+        unit: REASONS["city_order_overdue"].format(
+            count=len(items), items=", ".join(items[:5]) + ("…" if len(items) > 5 else "")
+        )
         for unit, items in found.items()
         if unit
     }

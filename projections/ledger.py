@@ -11,14 +11,16 @@ Per row, at ``now`` (an aware instant, by default the time of the call):
 - ``light``: ``projections.lights.clock_light`` for an open or closed item; ``None`` for an item
   without a deadline and for a withdrawn one (cancelled or merged: its clock no longer runs).
 - ``overdue`` and ``days_overdue``: an open item past its resolution deadline is overdue by
-  ``now − deadline``; a closed item closed after it, by ``closed_at − deadline``; any other item by 0.
+  ``now − deadline``; a suspended one (stage ``suspended``: its clock stands still) by
+  ``suspended_at − deadline``; a closed item closed after it, by ``closed_at − deadline``; any other
+  item by 0.
   Days are exact decimals to 0.1 (ROUND_HALF_UP); ``overdue`` is exact (a few minutes late is
   overdue, shown as 0.0 days).
 
 Filters (``LedgerFilter``) combine with AND: the period is the local days ``[start, end)`` of the
 registration, each item in its own ``zone`` (``projections.periods.parse_period``); the department,
-area and category names must equal the given ones; ``stage`` is a stage or ``"open"`` (not closed out,
-cancelled or merged).
+area and category names must equal the given ones; ``stage`` is a stage (``suspended``: the items
+suspended now) or ``"open"`` (not closed out, cancelled or merged; a suspended item is open).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from events import types as t
 from events.errors import ValidationError
 from events.store import stored_events
 from projections import read_models as rm
-from projections.lights import GREEN, RED, YELLOW, clock_light
+from projections.lights import GREEN, RED, YELLOW, clock_end, clock_light
 from projections.periods import parse_period
 
-OPEN_STAGES = ("registered", "dispatched", "accepted", "rectified", "verified")
-"""The stages of an item not yet closed out (``projections.evolve``)."""
+OPEN_STAGES = ("registered", "dispatched", "accepted", "rectified", "verified", "suspended")
+"""The stages of an item not yet closed out (``projections.evolve``; ``suspended`` is what a suspended
+item shows, ``events.stages``)."""
 WITHDRAWN_STAGES = ("cancelled", "merged")
 STAGES = (*OPEN_STAGES, "closed", *WITHDRAWN_STAGES)
 """Every stage ``item_view`` holds; the ledger's ``stage`` filter takes one of them or ``"open"``."""
@@ -128,13 +131,14 @@ def days(span: timedelta) -> Decimal:
 
 
 def overdue_span(row: Any, now: datetime) -> timedelta:
-    """How long an ``item_view`` row (``stage``, ``resolution_deadline``, ``closed_at``) is overdue at
-    ``now``: positive for an open item past its deadline or an item closed after it, else zero."""
+    """How long an ``item_view`` row (``stage``, ``resolution_deadline``, ``closed_at``,
+    ``suspended_at``) is overdue at ``now``: positive for an open item past its deadline (a suspended
+    one as its clock stood when suspended) or an item closed after it, else zero."""
     deadline = row.resolution_deadline
     if deadline is None:
         return timedelta(0)
     if row.stage in OPEN_STAGES:
-        return max(now - deadline, timedelta(0))
+        return max(clock_end(row, now) - deadline, timedelta(0))
     if row.stage == "closed" and row.closed_at is not None:
         return max(row.closed_at - deadline, timedelta(0))
     return timedelta(0)

@@ -3,7 +3,10 @@ leadership (每半月报告) and monthly notice (月通报) of a period (DOMAIN.
 
 ``build_notice`` reads a closed period from its frozen snapshot and findings (so a document rebuilt
 later gives the same numbers, and carries the snapshot's events hash), and an open one from the read
-models as they stand (``provisional``). Every number comes with what it counts:
+models as they stand (``provisional``), as at its cut-off: the close for a closed period, else the
+period's end if it has ended (its findings then name the items open past their deadline at that
+instant, not now), else now. A period that has not begun is refused. Every number comes with what
+it counts:
 
 - the summary (city-wide; the sum over departments of the department-level indicators): items
   received — registered in the period, less those since cancelled or merged —, rectified (their
@@ -24,9 +27,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
@@ -213,12 +217,19 @@ def build_notice(
     """The notice of ``kind`` for ``period`` (module docstring).
 
     Raises:
-        ValidationError: a bad kind or period, or no scorebook version for it.
+        ValidationError: a bad kind or period, a period that has not begun (field ``period``), or no
+            scorebook version for it.
     """
     period = check_kind(kind, period)
     options = options or IndicatorOptions()
     now = now or datetime.now(UTC)
     start, end = parse_period(period)
+    zone = _zone(engine)
+    today = now.astimezone(ZoneInfo(zone)).date()
+    if start > today:
+        raise ValidationError(
+            "period", f"{period} has not begun (it starts {start}; today is {today} in {zone}): no notice yet"
+        )
     ind, scores, frozen = _period_data(engine, period, scorebook, options)
     previous = previous_period(period)
     try:
@@ -226,7 +237,8 @@ def build_notice(
     except ValidationError:  # no scorebook version for the period before
         prev_ind = {}
     found = read_findings(engine, period) if frozen else None
-    cut_off = frozen[0].frozen_at if frozen else now
+    period_end = datetime.combine(end, time(), ZoneInfo(zone)).astimezone(UTC)
+    cut_off = frozen[0].frozen_at if frozen else min(now, period_end)
     if found is None:
         found = compute_findings(engine, start, end, cut_off)
     totals = city_totals(ind.get("department", []))
@@ -273,7 +285,7 @@ def build_notice(
         rankings={lv: _ranking(ind.get(lv, []), scores.get(lv, [])) for lv in RANKED_LEVELS},
         findings=found,
         repeat_offenders=repeat,
-        zone=_zone(engine),
+        zone=zone,
         seal_root=next((s.root for s in read_seals(engine, period)), None) if frozen else None,
     )
 

@@ -2,7 +2,10 @@
 
 Tables (own ``metadata``; SQLite and PostgreSQL):
 
-- ``item_view``: one row per item, its latest known state.
+- ``item_view``: one row per item, its latest known state. ``stage`` is the stage users see
+  (``events.stages.shown_stage``: ``suspended`` while an item is suspended, as its workflow shows
+  it); ``suspended_at`` is when the running suspension began (its clock stands still from then) and
+  ``resume_stage`` the stage it resumes in (both ``NULL`` while not suspended).
 - ``unit_day_counters``: pre-aggregated counters per (level, unit_key, day). ``level`` is one of
   ``LEVELS``; ``unit_key`` the department or area name; ``day`` the LOCAL date, in the item's IANA
   zone, of the event's ``occurred_at``. Rankings sum these rows over a range of days.
@@ -37,7 +40,7 @@ from sqlalchemy import (
     select,
 )
 
-from events.sql import UTCDateTime, add_missing_columns
+from events.sql import UTCDateTime, add_missing_columns, create_schema
 
 LEVELS = ("department", "district", "town", "community", "grid", "category", "order")
 """Levels of ``unit_day_counters``: a functional department, the leader-owned district (挂包: its
@@ -115,6 +118,8 @@ item_view = Table(
     Column("warned", Boolean(), nullable=False),
     Column("intake_department", String(256), nullable=False, default=""),
     Column("extended", Boolean(), nullable=False, default=False),
+    Column("suspended_at", UTCDateTime(), nullable=True),  # when the running suspension began
+    Column("resume_stage", String(32), nullable=True),  # while suspended: the stage it resumes in
     Column("last_sequence", Integer, nullable=False),
     Column("last_event_at", UTCDateTime(), nullable=False),
 )
@@ -200,9 +205,12 @@ READ_MODEL_TABLES = ("item_view", "unit_day_counters", "score_adjustments", "int
 
 def create_tables(engine: Engine) -> None:
     """Create the projection tables if missing (idempotent); add the nullable columns a database
-    made by an older duban lacks (``dead_letters.store_position``)."""
-    metadata.create_all(engine)
+    made by an older duban lacks (``dead_letters.store_position``, ``item_view.suspended_at`` and
+    ``item_view.resume_stage``: the items suspended before then show as suspended once the read
+    models are rebuilt, ``duban rebuild-read-models``)."""
+    create_schema(engine, metadata)
     add_missing_columns(engine, dead_letters)
+    add_missing_columns(engine, item_view)
 
 
 def drop_tables(engine: Engine) -> None:

@@ -75,9 +75,13 @@ class ScoreVersion:
     interviews: tuple[InterviewRule, ...] = ()
 
     def band(self, score: Decimal) -> str:
-        """The highest band whose minimum ``score`` reaches (``""`` below every band)."""
-        reached = [b for b in self.bands if score >= b.min]
-        return max(reached, key=lambda b: b.min).name if reached else ""
+        """The highest band whose minimum ``score`` reaches; a score below every minimum (a negative
+        one, deductions past the composite) gets the lowest band: every score has a band (``""``
+        only when the version has none)."""
+        if not self.bands:
+            return ""
+        reached = [b for b in self.bands if score >= b.min] or [min(self.bands, key=lambda b: b.min)]
+        return max(reached, key=lambda b: b.min).name
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from events.stages import shown_stage
+
 ESCALATION_LADDER = ("handling_unit", "department_head", "district_leader", "district_order", "city_order")
 """Rungs of the escalation ladder, level 0 first (DOMAIN.md "Time limits and escalation")."""
 
@@ -311,7 +313,7 @@ class ItemState:
     def shown_stage(self) -> str:
         """The stage as users see it (memo, search attributes, order roll-ups): ``suspended``
         while the item is suspended, else its stage."""
-        return "suspended" if self.suspended else str(self.stage)
+        return shown_stage(self.stage, self.suspended)
 
     @property
     def shown_light(self) -> str | None:

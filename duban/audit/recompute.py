@@ -33,16 +33,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select, update
 
 from duban import wiring
-from duban.audit.period import Difference, _book, _compare, _copy
+from duban.audit.period import Difference, _book, _compare, _copy, closed_snapshots
 from events import types as t
 from events.codec import encode_event, format_utc
 from events.envelope import SCHEMA_VERSION, EventEnvelope, make_event_id
 from events.errors import ValidationError
 from events.sql import make_engine
-from events.store import EventStore
+from events.store import EventStore, check_readable
 from events.working_calendar import WorkingCalendar, calendar_for
 from projections import read_models as rm
-from projections.frozen_periods import read_snapshots
 from projections.indicators import indicator_dict, indicators
 from projections.periods import canonical_period, parse_period
 from projections.projector import ItemProjector
@@ -71,6 +70,22 @@ class Recomputed:
     period: str
     corrections: list[Correction]
     differences: list[Difference]
+
+
+def check_corrections(added: frozenset[date], removed: frozenset[date]) -> None:
+    """Refuse calendar corrections that contradict each other.
+
+    Raises:
+        ValidationError: field ``add_holiday, remove_holiday``, naming the days in both.
+    """
+    both = sorted(added & removed)
+    if both:
+        days = ", ".join(d.isoformat() for d in both)
+        raise ValidationError(
+            "add_holiday, remove_holiday",
+            f"{days} given to both --add-holiday and --remove-holiday: a day is either added as a "
+            "holiday or removed from the holidays, not both",
+        )
 
 
 def corrected_calendar(reference: str, added: frozenset[date], removed: frozenset[date]) -> WorkingCalendar:
@@ -222,14 +237,17 @@ def recompute(
     now: datetime | None = None,
 ) -> Recomputed:
     """Recompute closed ``period`` under ``rulebook`` and the calendar corrections (module docstring).
+    ``url``'s database is only read.
 
     Raises:
-        ValidationError: a bad or open period; a rulebook without an item's version.
+        ValidationError: a bad or open period; a rulebook without an item's version; a day both
+            ``added`` and ``removed``.
     """
+    check_corrections(added, removed)
     engine = wiring.read_models(url)
-    EventStore(engine).create()
+    check_readable(engine)
     period = canonical_period(period)
-    snapshots = read_snapshots(engine, period)
+    snapshots = closed_snapshots(engine, period)
     if not snapshots:
         raise ValidationError("period", f"{period} is not closed: there is no snapshot to compare with")
     fixes = corrections(engine, period, rulebook, added, removed, now or datetime.now(UTC))

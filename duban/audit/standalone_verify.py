@@ -5,7 +5,9 @@
 
 An auditor need not trust duban's code: this file restates, on its own, how the log is chained and
 sealed, and checks every record of the export against it. Exit status 0: the log verifies; 1: it
-does not (the first record that fails, per stream, is printed); 2: the file cannot be read.
+does not (the first record that fails, per stream, is printed); 2: the file cannot be read, or a
+record in it is malformed (not JSON, a key missing, a value of the wrong type, a time that is not
+an ISO-8601 time with its offset): its line number and what is wrong are printed.
 
 The rules (duban's events.chain and events.seals say the same):
 - Each event's ``digest`` is the SHA-256 of its canonical encoding: the JSON object of its fields
@@ -32,11 +34,86 @@ FIELDS = ("event_id", "event_type", "schema_version", "item_id", "sequence", "oc
           "recorded_at", "actor", "payload", "correlation_id", "causation_id")  # fmt: skip
 
 
+TEXT, NUMBER, OBJECT, TIME, OPTIONAL_TEXT = "text", "integer", "JSON object", "time", "text or null"
+EVENT_KEYS = {
+    "position": NUMBER, "event_id": TEXT, "event_type": TEXT, "schema_version": NUMBER, "item_id": TEXT,
+    "sequence": NUMBER, "occurred_at": TIME, "recorded_at": TIME, "actor": TEXT, "payload": OBJECT,
+    "correlation_id": TEXT, "causation_id": TEXT, "digest": OPTIONAL_TEXT, "chain": OPTIONAL_TEXT,
+}  # fmt: skip
+SEAL_KEYS = {
+    "seal_id": NUMBER, "taken_at": TIME, "cutoff": TIME, "period": OPTIONAL_TEXT, "streams": NUMBER,
+    "events": NUMBER, "root": TEXT,
+}  # fmt: skip
+
+
+class Malformed(Exception):
+    """A record of the export that is not what duban writes: the line and what is wrong."""
+
+
 def utc(text: str) -> datetime:
+    """An ISO-8601 time with its offset, in UTC."""
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _fits(value: object, kind: str) -> bool:
+    if kind == NUMBER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == OBJECT:
+        return isinstance(value, dict)
+    if kind == OPTIONAL_TEXT:
+        return value is None or isinstance(value, str)
+    if kind == TIME:
+        if not isinstance(value, str):
+            return False
+        try:
+            return datetime.fromisoformat(value).tzinfo is not None
+        except ValueError:
+            return False
+    return isinstance(value, str)
+
+
+def check_record(record: object, line: int) -> dict:
+    """``record`` (the JSON of line ``line``) if it is an event or a seal as duban exports them.
+
+    Raises:
+        Malformed: it is not (the line number and the first thing wrong).
+    """
+    if not isinstance(record, dict):
+        raise Malformed(f"line {line}: not a JSON object")
+    kind = record.get("kind")
+    if kind not in ("event", "seal"):
+        raise Malformed(f"line {line}: its kind {kind!r} is neither 'event' nor 'seal'")
+    for key, expected in (EVENT_KEYS if kind == "event" else SEAL_KEYS).items():
+        if key not in record:
+            raise Malformed(f"line {line}: the {kind} has no {key!r}")
+        if not _fits(record[key], expected):
+            what = "an ISO-8601 time with its offset" if expected == TIME else f"a {expected}"
+            raise Malformed(f"line {line}: the {kind}'s {key!r} is {record[key]!r}, not {what}")
+    return record
+
+
+def load(path: str) -> list[dict]:
+    """The records of the export at ``path``, each checked (``check_record``).
+
+    Raises:
+        OSError: the file cannot be read.
+        Malformed: a line is not JSON, or not a record (its number and why).
+    """
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise Malformed(f"line {number}: not JSON ({exc})") from None
+            records.append(check_record(record, number))
+    return records
+
+
 def digest(event: dict) -> str:
+    """The SHA-256 (hex) of an event's canonical encoding (the rules above)."""
     fields = {name: event[name] for name in FIELDS}
     fields["occurred_at"] = utc(event["occurred_at"]).isoformat()
     fields["recorded_at"] = utc(event["recorded_at"]).isoformat()
@@ -44,10 +121,12 @@ def digest(event: dict) -> str:
 
 
 def link(previous: str, this_digest: str) -> str:
+    """The chain value following ``previous`` for an event of digest ``this_digest``."""
     return hashlib.sha256(bytes.fromhex(previous) + bytes.fromhex(this_digest)).hexdigest()
 
 
 def genesis(item_id: str) -> str:
+    """The chain value before a stream's first event."""
     return hashlib.sha256(b"duban-stream\x00" + item_id.encode("utf-8")).hexdigest()
 
 
@@ -98,14 +177,17 @@ def verify(records: list[dict]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Verify the export named in ``argv``; the exit status (module docstring)."""
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     try:
-        with open(argv[1], encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError) as exc:
+        records = load(argv[1])
+    except (OSError, UnicodeDecodeError) as exc:
         print(f"cannot read {argv[1]}: {exc}", file=sys.stderr)
+        return 2
+    except Malformed as exc:
+        print(f"{argv[1]}: {exc}", file=sys.stderr)
         return 2
     problems = verify(records)
     events = sum(1 for r in records if r["kind"] == "event")

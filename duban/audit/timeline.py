@@ -10,6 +10,9 @@ workflow scheduled carries the events of one step, so every stored event must ap
 same id, type, sequence, time and payload, and every event there must be stored — the store cannot
 gain, lose or change an event without the history (kept by Temporal, outside duban's database)
 disagreeing. Commands the item refused are listed with their reasons (the ``state`` query).
+The runs are found by a visibility query on the workflow id (a ``'`` in it doubled, as the query
+language spells it); an id the query language cannot spell (one with a backslash or a ``"``) is
+followed instead from its latest run back through the runs it continued.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -24,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from events import types as t
 from events.codec import event_to_dict, format_utc
@@ -64,7 +69,8 @@ def timeline(engine: Engine, item_id: str) -> list[dict[str, Any]]:
 @dataclass
 class HistoryCheck:
     """The store against the workflow histories: events in both alike, only in one, differing;
-    the runs read; the refused commands (command id, reason)."""
+    the runs read; the refused commands (command id, reason); how many events each side holds;
+    and, per event id that does not match, why (``reasons``)."""
 
     runs: int = 0
     matched: int = 0
@@ -72,10 +78,58 @@ class HistoryCheck:
     only_in_history: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    stored: int = 0
+    in_history: int = 0
+    reasons: dict[str, str] = field(default_factory=dict)
+    history_only: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """Whether the store and the histories hold the same events."""
         return not (self.only_in_store or self.only_in_history or self.differing)
+
+    def summary(self) -> str:
+        """The counts in words: events stored, in the histories, alike, differing, only in one."""
+        return (
+            f"{self.stored} events stored, {self.in_history} in the workflow history: {self.matched} alike, "
+            f"{len(self.differing)} differing, {len(self.only_in_store)} only in the store, "
+            f"{len(self.only_in_history)} only in the history; {self.runs} run(s)"
+        )
+
+
+def visibility_literal(value: str) -> str:
+    """``value`` as a string literal of a Temporal visibility query: single-quoted, each ``'``
+    doubled (the query language keeps a backslash as it is, so a value holding one cannot always
+    be spelled: ``spellable``)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def spellable(value: str) -> bool:
+    """Whether ``visibility_literal`` spells ``value`` exactly (no backslash, no ``"``)."""
+    return "\\" not in value and '"' not in value
+
+
+async def _histories(client: Client, workflow_id: str) -> AsyncIterator[Any]:
+    """Every run's history of ``workflow_id``: by a visibility query, or (an id it cannot spell)
+    from the latest run back through ``continued_execution_run_id``."""
+    if spellable(workflow_id):
+        async for execution in client.list_workflows(f"WorkflowId = {visibility_literal(workflow_id)}"):
+            if execution.id == workflow_id:
+                yield await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        return
+    try:
+        run_id: str | None = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    seen: set[str] = set()
+    while run_id and run_id not in seen:
+        seen.add(run_id)
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        yield history
+        started = history.events[0].workflow_execution_started_event_attributes if history.events else None
+        run_id = started.continued_execution_run_id if started is not None else None
 
 
 def _scheduled_events(history: Any) -> list[dict[str, Any]]:
@@ -107,21 +161,29 @@ async def check_history(client: Client, engine: Engine, item_id: str) -> History
     check = HistoryCheck()
     workflow_id = item_workflow_id(item_id)
     scheduled: dict[str, dict[str, Any]] = {}
-    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+    async for history in _histories(client, workflow_id):
         check.runs += 1
         for event in _scheduled_events(history):
             scheduled.setdefault(event["event_id"], _comparable(event))
     stored = {e.event_id: _comparable(event_to_dict(e)) for e in EventStore(engine).read(item_id)}
+    check.stored, check.in_history = len(stored), len(scheduled)
     for event_id, event in stored.items():
         if event_id not in scheduled:
             check.only_in_store.append(f"{event['event_type']} #{event['sequence']} ({event_id})")
+            check.reasons[event_id] = "not in the workflow history"
         elif scheduled[event_id] != event:
+            fields = [n for n in _COMPARED if scheduled[event_id].get(n) != event.get(n)]
             check.differing.append(f"{event['event_type']} #{event['sequence']} ({event_id})")
+            check.reasons[event_id] = f"differs from the workflow history in {', '.join(fields)}"
         else:
             check.matched += 1
     check.only_in_history = [
         f"{e['event_type']} #{e['sequence']} ({i})" for i, e in scheduled.items() if i not in stored
+    ]
+    check.history_only = [
+        {"sequence": e["sequence"], "event_type": e["event_type"], "event_id": i}
+        for i, e in scheduled.items()
+        if i not in stored
     ]
     try:
         state = await client.get_workflow_handle(workflow_id).query("state")
@@ -140,9 +202,19 @@ def render(rows: list[dict[str, Any]], check: HistoryCheck | None, fmt: str, ite
         return json.dumps(body, ensure_ascii=False, indent=2)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+        if check is None:
+            writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return out.getvalue()
+        # with the history check: a "history" column, its verdict on each event, and a row for
+        # each event the history carried that the store does not hold
+        writer = csv.DictWriter(out, fieldnames=[*COLUMNS, "history"], lineterminator="\n", restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(r | {"history": check.reasons.get(r["event_id"], "matches")} for r in rows)
+        writer.writerows(
+            e | {"history": "only in the workflow history (not stored)"} for e in check.history_only
+        )
         return out.getvalue()
     cells = "".join(
         "<tr>" + "".join(f"<td>{escape(str(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in rows
@@ -150,7 +222,16 @@ def render(rows: list[dict[str, Any]], check: HistoryCheck | None, fmt: str, ite
     verdict = ""
     if check is not None:
         agrees = "matches" if check.ok else "DOES NOT MATCH"
-        verdict = f"<p>Temporal history: {agrees} ({check.matched} events in both; {check.runs} run(s))</p>"
+        verdict = f"<p>Temporal history: {agrees} ({escape(check.summary())})</p>"
+        wrong = [
+            f"{escape(r['event_type'])} #{r['sequence']} ({escape(r['event_id'])}): "
+            f"{escape(check.reasons[r['event_id']])}"
+            for r in rows
+            if r["event_id"] in check.reasons
+        ]
+        wrong += [f"{escape(i)}: only in the workflow history (not stored)" for i in check.only_in_history]
+        if wrong:
+            verdict += "<ul>" + "".join(f"<li>{w}</li>" for w in wrong) + "</ul>"
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(item_id)}</title></head><body>"

@@ -22,12 +22,31 @@ audit_app = typer.Typer(
 
 
 def _engine(database_url: str | None) -> Engine:
-    """The database, its event store brought up to this duban's columns (``chain``, nullable)."""
+    """The database, its event store brought up to this duban's columns (``chain``, nullable): for
+    the commands that write (``seal``, ``chain-migrate``)."""
     from duban import wiring
     from events.store import EventStore
 
     engine = wiring.existing_database(database_url or load_settings().database)
     EventStore(engine).create()
+    return engine
+
+
+def _database(database_url: str | None) -> Engine:
+    """The database, opened read-only (``events.sql.read_only``): verifying creates, migrates and
+    fills nothing, so it cannot wash out what it checks."""
+    from duban import wiring
+    from events.sql import read_only
+
+    return read_only(wiring.existing_database(database_url or load_settings().database))
+
+
+def _reader(database_url: str | None) -> Engine:
+    """The database read-only, holding an event store with every column this duban reads."""
+    from events.store import check_readable
+
+    engine = _database(database_url)
+    check_readable(engine)
     return engine
 
 
@@ -50,27 +69,47 @@ def verify_log(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Check every stream's chain and the seals; name the first event (or seal) that does not verify."""
+    from duban.audit.period import is_closed
+    from events.errors import ValidationError
     from events.log_audit import verify_log as verify
+    from projections.periods import canonical_period
 
     with errors():
-        report = verify(_engine(database_url), period)
+        engine = _reader(database_url)
+        if period is not None:
+            period = canonical_period(period)
+            if not is_closed(engine, period):
+                raise ValidationError("period", f"{period} is not closed: there is no close seal to verify")
+        report = verify(engine, period)
     for p in report.problems:
         where = f"{p.item_id} #{p.sequence} (store position {p.position})" if p.item_id else "seal"
         typer.echo(f"{p.kind:<9} {where}: {p.detail}")
+    if report.more:
+        typer.echo(
+            f"… and {report.more} more event problem(s) not listed (the list stops at the first "
+            f"{len(report.problems) - sum(1 for p in report.problems if p.kind == 'seal')}; every seal "
+            "was checked)"
+        )
     typer.echo(
         f"{report.events} events in {report.streams} streams, {report.seals} seals: "
-        + ("verified" if report.ok else f"{len(report.problems)} problem(s)")
+        + ("verified" if report.ok else f"{report.total} problem(s)")
     )
     raise typer.Exit(0 if report.ok else 1)
 
 
 @audit_app.command("chain-migrate")
 def chain_migrate(database_url: DatabaseOpt = None) -> None:
-    """Chain the events stored before chains existed (stream by stream, in sequence order)."""
-    from events.log_audit import migrate_chains
+    """Chain the events stored before chains existed (stream by stream, in sequence order); refuse
+    a store where a stream already holds chained events (exit 2)."""
+    from duban import wiring
+    from events.log_audit import check_migratable, migrate_chains
+    from events.store import EventStore
 
     with errors():
-        done = migrate_chains(_engine(database_url))
+        engine = wiring.existing_database(database_url or load_settings().database)
+        check_migratable(engine)  # before anything is written
+        EventStore(engine).create()
+        done = migrate_chains(engine)
     typer.echo(f"{done} events chained")
 
 
@@ -79,13 +118,13 @@ def export(
     output: Annotated[Path, typer.Option(help="JSON lines file (for duban/audit/standalone_verify.py).")],
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Write the log and its seals as stored, for the standard-library-only verifier."""
-    from duban.audit.export import export_log
+    """Write the log and its seals as stored, for the standard-library-only verifier (the file is
+    written whole or not at all)."""
+    from duban.audit.export import export_file
 
     with errors():
         writable_file(output, "output")
-        with output.open("w", encoding="utf-8") as out:
-            events, seals = export_log(_engine(database_url), out)
+        events, seals = export_file(_reader(database_url), output)
     typer.echo(f"{output}: {events} events, {seals} seals")
 
 
@@ -103,7 +142,7 @@ def period(
     from duban.audit.period import audit_period
 
     with errors():
-        audit = audit_period(database_url or load_settings().database, period, scorebook)
+        audit = audit_period(_database(database_url), period, scorebook)
     for difference in audit.differences:
         typer.echo(str(difference))
     typer.echo(f"{audit.period}: {audit.events} events replayed, {len(audit.differences)} differences")
@@ -130,13 +169,15 @@ def item(
 ) -> None:
     """An item's full story from the event store, checked against its workflow history."""
     from temporalio.client import Client
+    from temporalio.service import RPCError
 
     from duban.audit.timeline import HistoryCheck, check_history, render, timeline
+    from events.errors import DubanError
 
     settings = load_settings()
     with errors():
         writable_file(output, "output")
-        engine = _engine(database_url)
+        engine = _reader(database_url)
         rows = timeline(engine, item_id)
         check: HistoryCheck | None = None
         if history:
@@ -147,6 +188,8 @@ def item(
 
             try:
                 check = run_async(fetch())
+            except RPCError as exc:  # Temporal answered, with an error
+                raise DubanError(f"temporal: the history of {item_id!r} could not be read: {exc}") from None
             except RuntimeError as exc:  # Temporal does not answer: the store's story alone
                 typer.echo(f"note: no history check ({str(exc).splitlines()[0]})", err=True)
         text = render(rows, check, output_format.value, item_id)
@@ -172,9 +215,11 @@ def replay(
 ) -> None:
     """Replay live histories against this build's workflow code: run before deploying a worker."""
     from temporalio.client import Client
+    from temporalio.service import RPCError
 
     from duban.audit.replay import ReplayReport
     from duban.audit.replay import replay as run_replay
+    from events.errors import ValidationError
 
     settings = load_settings()
 
@@ -183,7 +228,11 @@ def replay(
         return await run_replay(client, query, limit=limit)
 
     with errors():
-        report = run_async(go())
+        try:
+            report = run_async(go())
+        except RPCError as exc:  # the server refused the query (or failed to list the histories)
+            shown = repr(query) if query is not None else "the default query"
+            raise ValidationError("query", f"Temporal refused {shown}: {exc}") from None
     for workflow_id, run_id, error in report.failures:
         typer.echo(f"NONDETERMINISTIC {workflow_id} (run {run_id}): {error}")
     failures = len(report.failures)
@@ -210,7 +259,7 @@ def recompute(
     database_url: DatabaseOpt = None,
 ) -> None:
     """SLA repair: recompute a closed period's deadlines and on-time outcomes under corrected rules."""
-    from duban.audit.recompute import apply_corrections
+    from duban.audit.recompute import apply_corrections, check_corrections
     from duban.audit.recompute import recompute as run
     from events.bounds import REASON, iso_day, text_problem
     from events.errors import ValidationError
@@ -228,11 +277,11 @@ def recompute(
     with errors():
         if (problem := text_problem(reason, REASON)) is not None or not reason.strip():
             raise ValidationError("reason", problem or "must not be empty")
+        added, removed = days(add_holiday, "add_holiday"), days(remove_holiday, "remove_holiday")
+        check_corrections(added, removed)
         book = load_rulebook(rulebook or DEFAULT_RULEBOOK_PATH)
         url = database_url or load_settings().database
-        done = run(
-            url, period, book, days(add_holiday, "add_holiday"), days(remove_holiday, "remove_holiday")
-        )
+        done = run(_database(url), period, book, added, removed)
         for fix in done.corrections:
             typer.echo(
                 f"{fix.item_id:<24} {fix.department:<18} deadline {fix.previous_deadline} → {fix.deadline}; "

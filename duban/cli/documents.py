@@ -10,6 +10,7 @@ import typer
 
 from duban.cli.common import DatabaseOpt, Lang, errors, writable_file
 from duban.config import load_settings
+from duban.errors import ConfigurationError
 
 report_app = typer.Typer(
     help="The office's documents: weekly notices, half-monthly reports, monthly notices.",
@@ -49,14 +50,22 @@ def _write(
 ) -> None:
     from duban.documents.service import report
 
-    settings = load_settings()
     with errors():
+        settings = load_settings()  # a bad setting (DUBAN_DOCUMENTS_LANG=fr) is an error, not a traceback
         writable_file(output, "output")
         chosen = (
             fmt.value if fmt else (output.suffix.lstrip(".").lower() if output and output.suffix else "html")
         )
+        if chosen not in DocFormat.__members__:
+            raise ConfigurationError(
+                f"format: cannot tell it from the output's suffix {output.suffix if output else ''!r}; "
+                "give --format docx, xlsx, html or pdf"
+            )
         if chosen != "html" and output is None:
-            raise ValueError(f"output: a {chosen} document needs --output")
+            raise ConfigurationError(
+                f"output: a {chosen} document is binary and is not written to the terminal: "
+                "give --output PATH (only html goes to stdout)"
+            )
         template = template or (Path(settings.documents_template) if settings.documents_template else None)
         done = report(
             database_url or settings.database,
@@ -124,6 +133,13 @@ def list_documents(
 
     with errors():
         rows = listed(database_url or load_settings().database, period)
+    if not rows:
+        typer.echo(
+            f"no documents stored{f' for {period}' if period else ''} (the scheduled period close "
+            "stores them after each weekly, half-monthly and monthly close: duban schedules, run by "
+            "duban worker; duban close-period stores none; duban report writes one on demand)"
+        )
+        return
     for d in rows:
         state = "provisional" if d.provisional else f"events {d.events_hash[:16]}…"
         typer.echo(

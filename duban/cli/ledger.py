@@ -23,7 +23,8 @@ class LedgerFormat(StrEnum):
 
 
 class Stage(StrEnum):
-    """Stages an item can be in (``open``: not closed out, cancelled or merged)."""
+    """Stages an item can be in (``open``: not closed out, cancelled or merged; ``suspended``: 挂账,
+    its clock stopped)."""
 
     open = "open"
     registered = "registered"
@@ -34,6 +35,7 @@ class Stage(StrEnum):
     closed = "closed"
     cancelled = "cancelled"
     merged = "merged"
+    suspended = "suspended"
 
 
 class Light(StrEnum):
@@ -73,7 +75,9 @@ def ledger(
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     stage: Annotated[
         Stage | None,
-        typer.Option(help="Only items in this stage (open: not closed out, cancelled or merged)."),
+        typer.Option(
+            help="Only items in this stage (open: not closed out, cancelled or merged; suspended is open)."
+        ),
     ] = None,
     light: Annotated[Light | None, typer.Option(help="Only items with this clock-time light.")] = None,
     overdue: Annotated[

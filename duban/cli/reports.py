@@ -159,7 +159,7 @@ def adjust(
 
     request = services.AdjustmentRequest(level.value, unit, day, points, reason, approver, adjustment_id)
     with errors():
-        done = run_async(services.record_adjustment(load_settings(), request))
+        done = run_async(services.record_adjustment(load_settings(), request), temporal=False)
     ident, p = done.event.item_id.removeprefix("score-adjustment:"), done.event.payload
     if done.already_at is not None:
         typer.echo(f"adjustment {ident}: already recorded at {done.already_at:%Y-%m-%d %H:%M} UTC")

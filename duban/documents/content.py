@@ -3,12 +3,13 @@ every format renders (DOCX, XLSX, HTML, PDF), so the four carry the same numbers
 
 Cells keep their type: ``int`` counts, ``rate`` shares (a decimal string such as ``"0.9451"``,
 printed as ``94.51%``; XLSX stores the number with a percentage format), ``decimal`` scores and
-days, ``text`` anything else.
+days, ``move`` a rank's movement (an integer printed ``+2``, ``-1`` or ``=``), ``text`` anything else.
 """
 
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from duban.documents.template import LABELS, Template
+from projections.interviews import reason_facts
 from projections.notices import Notice
 
 SECTIONS_BY_KIND = {
@@ -58,18 +60,22 @@ class Cell:
             return "—"
         if self.kind == "rate":
             return f"{Decimal(str(self.value)) * 100:.2f}%"
+        if self.kind == "move":
+            return f"{self.value:+d}" if self.value else "="
         return str(self.value)
 
 
 @dataclass
 class Table:
-    """A table: ``key`` names it (XLSX sheet), ``caption`` is its heading."""
+    """A table: ``key`` names it, ``caption`` is its heading, ``sheet`` its XLSX sheet's name (at most
+    31 characters: the caption when it fits, else a short name in the same language)."""
 
     key: str
     caption: str
     headers: list[str]
     rows: list[list[Cell]]
     note: str = ""
+    sheet: str = ""
 
 
 @dataclass
@@ -144,7 +150,7 @@ def _ranking_table(level: str, rows: list[dict[str, Any]], lab: dict[str, str]) 
         body.append(
             [
                 Cell(r["rank"], "int"),
-                Cell(lab["new"] if move is None else f"{move:+d}" if move else "=", "text"),
+                Cell(lab["new"]) if move is None else Cell(int(move), "move"),
                 Cell(r["unit_key"] or "(none)"),
                 Cell(None if r["score"] is None else Decimal(r["score"]), "decimal"),
                 Cell(lab.get(f"band_{r['band']}", r["band"] or "")),
@@ -182,6 +188,31 @@ def _items_table(key: str, found: dict[str, Any], days_label: str, lab: dict[str
         body,
         lab["more"].format(more=more) if more > 0 else "",
     )
+
+
+SHEET_CHARS = 31
+"""The longest name an XLSX sheet may have."""
+
+
+def sheet_name(table: Table, lab: dict[str, str]) -> str:
+    """The XLSX sheet name of ``table``: its caption if it fits in ``SHEET_CHARS`` characters, else
+    the short name the labels give it (``sheet_<key>``), with the characters a sheet name may not
+    hold (``[]:*?/\\``) replaced by ``-``."""
+    name = table.caption if len(table.caption) <= SHEET_CHARS else lab.get(f"sheet_{table.key}", table.key)
+    return re.sub(r"[\[\]:*?/\\]", "-", name)[:SHEET_CHARS]
+
+
+def interview_reason(reason: str, lab: dict[str, str]) -> str:
+    """An interview's reason (recorded in English: ``projections.interviews``) in ``lab``'s language:
+    recognised and reworded when the labels have the rule's sentence, else as recorded."""
+    fact = reason_facts(reason)
+    if fact is None or f"reason_{fact['rule']}" not in lab:
+        return reason
+    if fact["rule"] == "last_place":
+        fact["level"] = lab.get(str(fact["level"]), fact["level"])
+    if fact["rule"] == "counter_at_least":
+        fact["counter"] = lab.get(f"counter_{fact['counter']}", fact["counter"])
+    return lab[f"reason_{fact['rule']}"].format(**fact)
 
 
 def build_document(notice: Notice, template: Template, made_at: datetime) -> Document:
@@ -237,7 +268,11 @@ def build_document(notice: Notice, template: Template, made_at: datetime) -> Doc
                 [
                     Cell(lab.get(i["level"], i["level"])),
                     Cell(i["unit_key"]),
-                    Cell("；".join(i["reasons"]) if lang == "zh-CN" else "; ".join(i["reasons"])),
+                    Cell(
+                        ("；" if lang == "zh-CN" else "; ").join(
+                            interview_reason(reason, lab) for reason in i["reasons"]
+                        )
+                    ),
                 ]
                 for i in f.get("interviews", [])
             ]
@@ -258,6 +293,8 @@ def build_document(notice: Notice, template: Template, made_at: datetime) -> Doc
     tables.append(
         Table("trend", lab["trend"], [lab["week"], lab["rectified_of"], lab["rectification"]], trend_rows)
     )
+    for table in tables:
+        table.sheet = sheet_name(table, lab)
     zone = ZoneInfo(notice.zone)
     if notice.provisional:
         footer = lab["footer_open"].format(

@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
 )
 
-from events.sql import UTCDateTime
+from events.sql import UTCDateTime, create_schema
 
 metadata = MetaData()
 documents = Table(
@@ -65,7 +65,7 @@ class DocumentStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
 
     def add(
         self, kind: str, period: str, lang: str, fmt: str, provisional: bool, events_hash: str, content: bytes

@@ -6,6 +6,7 @@ Errors name the key path in the file (``zh-CN.titles.weekly``)."""
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,34 @@ from events.errors import ValidationError
 DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("templates") / "default.yaml"
 LANGUAGES = ("zh-CN", "en")
 KINDS = ("weekly", "half-monthly", "monthly")
+NUMBER_FIELDS = ("year", "kind_code", "serial")
+"""The fields a document number may name (``{year}``, ``{kind_code}``, ``{serial}``)."""
+TITLE_FIELDS = ("period",)
+"""The fields a title may name (``{period}``: the period in words)."""
+
+
+def check_fields(pattern: str, allowed: tuple[str, ...], path: str) -> None:
+    """Refuse a format ``pattern`` naming anything but plain fields of ``allowed``: no attribute or
+    index access (``{kind_code.__class__}``, ``{serial[0]}``), no positional field (``{}``, ``{0}``),
+    no conversion (``!r``), no field nested in a format spec; a spec such as ``{serial:02d}`` is fine.
+
+    Raises:
+        ValidationError: field ``path``, naming the offending field.
+    """
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        problem = f"is not a valid pattern ({exc}); write a brace as {{{{ or }}}}"
+        raise ValidationError(path, problem) from None
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in allowed:
+            raise ValidationError(
+                path, f"may name only {', '.join('{' + a + '}' for a in allowed)}, not {{{name}}}"
+            )
+        if conversion is not None or (spec and ("{" in spec or "}" in spec)):
+            raise ValidationError(path, f"{{{name}}} must be a plain field (no !conversion, no nested field)")
 
 
 @dataclass(frozen=True)
@@ -74,8 +103,8 @@ def load_template(path: Path = DEFAULT_TEMPLATE_PATH, lang: str = "zh-CN") -> Te
 
     Raises:
         ValidationError: the file cannot be read or is not YAML (field ``template``), a language it
-            lacks (``lang``), a missing or malformed key (its path), a number pattern with unknown
-            fields.
+            lacks (``lang``), a missing or malformed key (its path), a number pattern or a title
+            naming anything but its plain fields (``check_fields``: the field named).
     """
     if lang not in LANGUAGES:
         raise ValidationError("lang", f"must be one of {', '.join(LANGUAGES)}, not {lang!r}")
@@ -88,6 +117,9 @@ def load_template(path: Path = DEFAULT_TEMPLATE_PATH, lang: str = "zh-CN") -> Te
     part = data.get(lang) if isinstance(data, dict) else None
     if not isinstance(part, dict):
         raise ValidationError(lang, f"the template {path} has no part for this language")
+    check_fields(_text(part, "number", lang), NUMBER_FIELDS, f"{lang}.number")
+    for kind, title in _per_kind(part, "titles", lang).items():
+        check_fields(title, TITLE_FIELDS, f"{lang}.titles.{kind}")
     template = Template(
         lang=lang,
         office=_text(part, "office", lang),
@@ -101,10 +133,10 @@ def load_template(path: Path = DEFAULT_TEMPLATE_PATH, lang: str = "zh-CN") -> Te
     )
     try:
         template.document_number("monthly", "2026-01")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValidationError(
-            f"{lang}.number", f"may use only {{year}}, {{kind_code}}, {{serial}} ({exc})"
-        ) from None
+        for title in template.titles.values():
+            title.format(period="")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:  # e.g. a format spec {serial:x>}
+        raise ValidationError(f"{lang}.number or titles", f"cannot be formatted ({exc})") from None
     return template
 
 
@@ -187,6 +219,19 @@ LABELS: dict[str, dict[str, str]] = {
         "band_good": "良好",
         "band_pass": "合格",
         "band_fail": "不合格",
+        "reason_last_place": "{months}在{level}排名中均居末位",
+        "reason_counter_at_least": "本月{counter}{n}次（规则：达到{min}次即约谈）",
+        "reason_city_order_overdue": "{count}件问题已升级为市级督办仍超期：{items}",
+        "counter_breached": "超期",
+        "counter_escalated": "升级督办",
+        "counter_warned": "预警",
+        "counter_returned": "回退",
+        "counter_rework": "返工",
+        "counter_extended": "延期",
+        "counter_suspended": "挂账",
+        "counter_cancelled": "作废",
+        "counter_reported_in_late": "报到超时",
+        "grid": "网格",
     },
     "en": {
         "provisional": "PROVISIONAL: the period is not closed; figures may change",
@@ -266,6 +311,18 @@ LABELS: dict[str, dict[str, str]] = {
         "new": "new",
         "footer_seal": "; log seal root SHA-256 {root}",
         "department_column": "Department",
+        "sheet_department": "Ranking by department",
+        "sheet_town": "Ranking by town",
+        "sheet_community": "Ranking by community",
+        "sheet_district": "Ranking by leader district",
+        "sheet_overdue_open": "Open past deadline (red)",
+        "sheet_closed_late": "Closed late",
+        "sheet_due_soon": "About to breach (72 h)",
+        "sheet_repeat": "Breaches two periods running",
+        "sheet_orders": "Open supervision orders",
+        "sheet_interviews": "Interviews",
+        "sheet_lights": "Lights by department",
+        "sheet_trend": "Rectification by week",
     },
 }
 """What the documents print, by language (the official terms of DOMAIN.md's glossary in Chinese)."""

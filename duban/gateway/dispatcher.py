@@ -47,7 +47,7 @@ from duban.config import Settings
 from duban.gateway.keys import KeyStore
 from events import types as t
 from events.errors import ValidationError
-from events.sql import insert_ignoring_duplicates, make_engine, upsert
+from events.sql import create_schema, insert_ignoring_duplicates, make_engine, upsert
 from events.store import stored_events
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.webhook_model import (
@@ -114,7 +114,7 @@ class WebhookDispatcher:
     def create(self) -> None:
         """Create the dispatcher's and the subscriptions' tables (idempotent)."""
         self.webhooks.create()
-        metadata.create_all(self.engine)
+        create_schema(self.engine, metadata)
 
     def watermark(self) -> int:
         with self.engine.connect() as conn:

@@ -21,7 +21,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, insert, select, up
 from sqlalchemy.engine import Engine
 
 from events.errors import DubanError, ValidationError
-from events.sql import UTCDateTime
+from events.sql import UTCDateTime, create_schema
 from workflows.item_model import CommandKind, Role
 
 ANY = "*"
@@ -150,7 +150,7 @@ class KeyStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
 
     def create(self, integrator: str, scope: Scope, now: datetime | None = None) -> tuple[IntegratorKey, str]:
         """A new key for ``integrator`` (lower-case code, at most 32 characters) and its full text,

@@ -38,7 +38,7 @@ from duban.processes.worker import build_worker
 from duban.stack.binaries import find_binary
 from duban.stack.embedded import stack_up
 from duban.stack.probes import ensure_topics, host_port, port_answers
-from events.sql import make_engine
+from events.sql import create_schema, make_engine
 from events.store import EventStore
 from events.store import metadata as store_metadata
 from projections.consumer import ProjectionConsumer
@@ -135,7 +135,7 @@ def reset_database(engine: Engine) -> None:
     """Drop and recreate duban's tables (event store and read models) in a simulation database."""
     for md in (read_metadata, store_metadata):
         md.drop_all(engine)
-        md.create_all(engine)
+        create_schema(engine, md)
 
 
 class Replay:

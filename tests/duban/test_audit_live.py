@@ -151,3 +151,100 @@ async def test_live_replay_passes_on_this_build_and_names_the_items_a_changed_bu
     report = await replay(dev_env.client, query, workflows=broken)
     assert report.replayed == 2 and [f[0] for f in report.failures] == [f"item-{waiting}"]
     assert "nondetermin" in report.failures[0][2].lower() or "TMPRL1100" in report.failures[0][2]
+
+
+# --- found by a tester trying to break ``duban audit`` ----------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def quoted(
+    dev_env: WorkflowEnvironment, tmp_path_factory: Any
+) -> AsyncIterator[tuple[EventStore, str, str]]:
+    """Two closed items whose ids hold a quote: ``o'brien-…`` (spelled in the visibility query with
+    the quote doubled) and ``o\\'neil-…`` (a backslash before it: followed run by run instead)."""
+    from events.sql import make_engine
+
+    path = tmp_path_factory.mktemp("audit-quoted") / "q.db"
+    store = EventStore(make_engine(f"sqlite:///{path}"))
+    store.create()
+    queue, tag = f"audit-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    ids = (f"o'brien-{tag}", f"o\\'neil-{tag}")
+    async with build_worker(dev_env.client, queue, EventRecorder(store, None, "t"), max_cached=10):
+        for item in ids:
+            handle = await dev_env.client.start_workflow(
+                SupervisionItemWorkflow.run, ItemWorkflowInput(registration(item, MONDAY), story(item)),
+                id=f"item-{item}", task_queue=queue,
+            )  # fmt: skip
+            await handle.result()
+        yield store, f"sqlite:///{path}", ids[0]  # the worker answers the items' state queries
+    store.engine.dispose()
+
+
+def cli(dev_env: WorkflowEnvironment, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from duban.cli import app
+
+    env = {"DUBAN_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host}
+    return CliRunner().invoke(app, ["audit", *args], env=env)
+
+
+async def test_an_item_id_with_a_quote_is_checked_against_its_history(
+    dev_env: WorkflowEnvironment, quoted: tuple[EventStore, str, str]
+) -> None:
+    store, _, _ = quoted
+    for item in {e.item_id for e in store.read()}:
+        rows = timeline(store.engine, item)
+        check = await check_history(dev_env.client, store.engine, item)
+        assert check.ok and check.runs == 1 and check.matched == len(rows) == check.stored == check.in_history
+
+
+async def test_the_csv_and_html_say_why_and_how_many(
+    dev_env: WorkflowEnvironment, quoted: tuple[EventStore, str, str]
+) -> None:
+    import csv
+    import io
+
+    from sqlalchemy import update
+
+    from events.store import stored_events
+
+    store, url, item = quoted
+    rows = timeline(store.engine, item)
+    done = await asyncio.to_thread(cli, dev_env, "item", item, "--format", "csv", "--database-url", url)
+    assert done.exit_code == 0, done.output
+    table = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["event_id"] for r in table] == [r["event_id"] for r in rows]
+    assert {r["history"] for r in table} == {"matches"}
+    suspended = next(e for e in store.read(item) if e.event_type == "ItemSuspended")
+    changed = json.dumps(suspended.payload | {"reason": "no reason"}, sort_keys=True, ensure_ascii=False)
+    c = stored_events.c
+    with store.engine.begin() as conn:
+        conn.execute(update(stored_events).where(c.event_id == suspended.event_id).values(payload=changed))
+    try:
+        done = await asyncio.to_thread(cli, dev_env, "item", item, "--format", "csv", "--database-url", url)
+        assert done.exit_code == 1, done.output
+        verdicts = {r["event_id"]: r["history"] for r in csv.DictReader(io.StringIO(done.stdout))}
+        assert verdicts.pop(suspended.event_id) == "differs from the workflow history in payload"
+        assert set(verdicts.values()) == {"matches"}
+        done = await asyncio.to_thread(cli, dev_env, "item", item, "--format", "html", "--database-url", url)
+        assert done.exit_code == 1, done.output
+        n = len(rows)
+        assert (
+            f"Temporal history: DOES NOT MATCH ({n} events stored, {n} in the workflow history: "
+            f"{n - 1} alike, 1 differing, 0 only in the store, 0 only in the history; 1 run(s))"
+        ) in done.stdout
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(stored_events)
+                .where(c.event_id == suspended.event_id)
+                .values(payload=json.dumps(suspended.payload, sort_keys=True, ensure_ascii=False))
+            )
+
+
+async def test_a_malformed_replay_query_is_refused_without_a_traceback(dev_env: WorkflowEnvironment) -> None:
+    done = await asyncio.to_thread(cli, dev_env, "replay", "--query", "WorkflowId = 'unclosed")
+    assert done.exit_code == 2 and done.stdout == "", done.output
+    assert done.stderr.startswith('error: query: Temporal refused "WorkflowId = \'unclosed": invalid query')
+    assert "Traceback" not in done.output

@@ -112,3 +112,22 @@ def test_applied_corrections_count_in_the_next_open_period_and_the_snapshot_stay
         a = conn.execute(select(rm.item_view).where(rm.item_view.c.item_id == "A")).one()
     assert [tuple(r) for r in moved] == [(1, -1, -1, -1)]  # A's correction, counted on the day it was made
     assert a.on_time is True and a.resolution_deadline == datetime(2026, 11, 10, 9, 30, tzinfo=UTC)
+
+
+def test_a_day_both_added_and_removed_is_refused(closed_month: Engine, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from duban.cli import app
+    from events.errors import ValidationError
+
+    url = closed_month.url.render_as_string(hide_password=False)
+    args = ["audit", "recompute", "--period", "2026-11", "--database-url", url, "--add-holiday", "2026-11-05",
+            "--add-holiday", "2026-11-06", "--remove-holiday", "2026-11-05"]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2 and done.stdout == "", done.output
+    assert done.stderr == (
+        "error: add_holiday, remove_holiday: 2026-11-05 given to both --add-holiday and "
+        "--remove-holiday: a day is either added as a holiday or removed from the holidays, not both\n"
+    )
+    with pytest.raises(ValidationError, match="2026-11-05 given to both --add-holiday and --remove-holiday"):
+        recompute(closed_month, "2026-11", RULEBOOK, added=HOLIDAY, removed=HOLIDAY)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -174,3 +175,173 @@ def _numbers(html: str) -> list[str]:
     body = re.sub(r"<svg.*?</svg>", "", html, flags=re.S)
     body = body.split("<footer>")[0].split('<div class="signature">')[0]
     return re.findall(r"\d+(?:\.\d+)?%?", body)
+
+
+# --- bugs found by the office's tester -------------------------------------------------------------
+
+
+def test_an_ended_period_not_closed_counts_open_past_deadline_at_its_end(tmp_path: Any) -> None:
+    """Bug 9: the week not closed, read on Fri 20 Nov: at its end (Mon 9th 00:00) only C was open past
+    its deadline (Sun 8th 20:00); D (deadline Mon 9th 20:00) and E (Mon 9th 01:00) passed theirs after
+    it. Counted at now, all three were."""
+    from projections.notices import build_notice
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'open.db'}")
+    project(engine, week())
+    notice = build_notice(engine, "weekly", "2026-W45", load_scorebook(), now=local(11, 20, 12))
+    assert notice.provisional and notice.cut_off == datetime(2026, 11, 9, tzinfo=CST)
+    assert notice.summary.overdue_open == 1
+    assert [i["item_id"] for i in notice.findings["overdue_open"]["items"]] == ["C"]
+    assert notice.findings["overdue_open"]["items"][0]["days"] == "0.2"  # 4 h = 0.1667 days
+
+
+def test_a_period_that_has_not_begun_is_refused(closed_week: Engine) -> None:
+    from events.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=r"period: 2099-W01 has not begun \(it starts 2098-12-29"):
+        report(closed_week, "weekly", "2099-W01", "html", "en")
+
+
+def test_english_sheet_names_are_short_proper_names(closed_week: Engine) -> None:
+    """Bug 7: captions over 31 characters fell back to the table's key (``overdue_open``)."""
+    book = openpyxl.load_workbook(io.BytesIO(report(closed_week, "weekly", "2026-W45", "xlsx", "en").content))
+    assert book.sheetnames == [
+        "Summary",
+        "Ranking by department",
+        "Open past deadline (red)",
+        "Items closed late in the period",
+        "Breaches two periods running",
+        "Lights by department",
+        "Rectification rate by week",
+    ]
+    assert len(set(book.sheetnames)) == len(book.sheetnames)
+    assert [r[0] for r in book["Open past deadline (red)"].iter_rows(min_row=2, values_only=True)] == ["C"]
+
+
+def test_formula_like_text_is_neutralised_in_the_report_xlsx(tmp_path: Any) -> None:
+    """Bug 2: a department named ``=1+1`` was written as a formula. Its text now starts with a quote;
+    the score next to it stays a number (on time and rectified 1/1: 100 + 0.1 → 100.10)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'formula.db'}")
+    project(engine, item("X", "=1+1", "@Town", at(2, 9), *done(at(2, 10))))
+    book = openpyxl.load_workbook(io.BytesIO(report(engine, "weekly", "2026-W45", "xlsx", "en").content))
+    [row] = list(book["Ranking by department"].iter_rows(min_row=2, values_only=True))
+    assert row[2] == "'=1+1" and row[3] == 100.1 and row[1] == "new"
+    assert book["Ranking by department"].cell(2, 3).data_type == "s"  # a string, never a formula
+
+
+def test_interview_reasons_are_in_the_documents_language(closed_week: Engine) -> None:
+    """Bug 6: the reasons (recorded in English) were printed in English in the Chinese notice."""
+    import dataclasses
+
+    from duban.documents.content import build_document
+    from duban.documents.template import load_template
+    from projections.interviews import REASONS
+    from projections.notices import build_notice
+
+    notice = build_notice(closed_week, "weekly", "2026-W45", load_scorebook())
+    reasons = [
+        REASONS["counter_at_least"].format(n=6, counter="breached", min=5),
+        REASONS["last_place"].format(level="department", months="2026-10, 2026-11"),
+    ]
+    found = {
+        **notice.findings,
+        "interviews": [{"level": "department", "unit_key": "UM", "rules": [], "reasons": reasons}],
+    }
+    monthly = dataclasses.replace(notice, kind="monthly", findings=found)
+    [zh] = [
+        t for t in build_document(monthly, load_template(lang="zh-CN"), CLOSE).tables if t.key == "interviews"
+    ]
+    assert [c.value for c in zh.rows[0]] == [
+        "部门", "UM", "本月超期6次（规则：达到5次即约谈）；2026-10, 2026-11在部门排名中均居末位"
+    ]  # fmt: skip
+    [en] = [
+        t for t in build_document(monthly, load_template(lang="en"), CLOSE).tables if t.key == "interviews"
+    ]
+    assert en.rows[0][2].value == "; ".join(reasons)
+
+
+def test_report_command_errors_name_the_option_without_a_traceback(
+    closed_week: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug 3: tracebacks for a binary format without --output, an unsupported DUBAN_DOCUMENTS_LANG
+    and a title with an unknown placeholder; bug 4: a number pattern reaching an attribute."""
+    from typer.testing import CliRunner
+
+    from duban.cli.documents import report_app
+
+    url = closed_week.url.render_as_string(hide_password=False)
+    monkeypatch.chdir(tmp_path)
+    for name in ("DUBAN_DOCUMENTS_LANG", "DUBAN_DOCUMENTS_TEMPLATE", "DUBAN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+    def refused(*args: str) -> str:
+        done = CliRunner().invoke(
+            report_app, ["weekly", "--period", "2026-W45", "--database-url", url, *args]
+        )
+        assert done.exit_code == 2, done.output
+        assert done.exception is None or isinstance(done.exception, SystemExit)
+        return done.output
+
+    for fmt in ("pdf", "docx", "xlsx"):
+        assert f"error: output: a {fmt} document is binary" in refused("--format", fmt)
+    monkeypatch.setenv("DUBAN_DOCUMENTS_LANG", "fr")
+    assert "documents_lang must be zh-CN or en, got 'fr'" in refused()
+    monkeypatch.delenv("DUBAN_DOCUMENTS_LANG")
+    source = (Path(__file__).parents[2] / "duban/documents/templates/default.yaml").read_text(
+        encoding="utf-8"
+    )
+    title = tmp_path / "title.yaml"
+    title.write_text(source.replace("weekly: 关于{period}", "weekly: 关于{period}{week}"), encoding="utf-8")
+    assert "error: zh-CN.titles.weekly: may name only {period}, not {week}" in refused(
+        "--template", str(title)
+    )
+    number = tmp_path / "number.yaml"
+    number.write_text(
+        source.replace("{kind_code}{serial}号", "{kind_code.__class__}{serial}号"), encoding="utf-8"
+    )
+    assert "error: zh-CN.number: may name only {year}, {kind_code}, {serial}, not {kind_code.__class__}" in (
+        refused("--template", str(number))
+    )
+    assert (
+        "has not begun"
+        in CliRunner().invoke(report_app, ["weekly", "--period", "2099-W01", "--database-url", url]).output
+    )
+    listed = CliRunner().invoke(report_app, ["list", "--database-url", url])
+    assert listed.exit_code == 0 and listed.output.startswith("no documents stored")
+
+
+def test_the_dashboard_offers_only_periods_the_scorebook_covers(tmp_path: Any) -> None:
+    """Bug 5: with items in October and November 2026 and a scorebook from 1 November, October was
+    offered and then refused (422). Only November is offered; October is refused, naming the period.
+    The month's rates say whether they are frozen (bug: a closed month's came live)."""
+    import yaml
+
+    from events.errors import ValidationError
+    from projections.dashboard import dashboard_data
+    from projections.scoring import DEFAULT_SCOREBOOK_PATH, parse_scorebook
+
+    data = yaml.safe_load(DEFAULT_SCOREBOOK_PATH.read_text(encoding="utf-8"))
+    data["versions"][0]["effective_from"] = datetime(2026, 11, 1).date()
+    book = parse_scorebook(data)
+    engine = make_engine(f"sqlite:///{tmp_path / 'board.db'}")
+    project(engine, item("O", "UM", "Qiaotou", local(10, 20, 9), *done(local(10, 20, 10))) + week())
+    now = local(11, 20, 12)
+    board = dashboard_data(engine, None, "department", book, now)
+    assert (board["periods"], board["period"]) == (["2026-11"], "2026-11")
+    assert board["cards"]["this_month"]["frozen"] is False  # November is open: live, and marked so
+    with pytest.raises(ValidationError, match="period: starts 2026-10-01, before scorebook"):
+        dashboard_data(engine, "2026-10", "department", book, now)
+    freeze_period(engine, "2026-10", load_scorebook(), local(11, 1, 0, 10))
+    project(engine, item("Late", "UM", "Qiaotou", local(10, 21, 9), until=now))  # after the close
+    october = dashboard_data(engine, "2026-11", "department", book, now)["cards"]["last_month"]
+    # as frozen: O only (received 1, rectified 1); the late item counts on an open day, not October
+    assert october["frozen"] is True and october["rectification"]["denominator"] == 1
+
+
+def test_the_dashboard_page_shows_a_refusal_instead_of_breaking() -> None:
+    """Bug 5: the page read ``d.period`` of a refusal and threw; it now shows the reason."""
+    from duban.gateway.dashboard import _ENV
+
+    page = _ENV.get_template("dashboard.html.j2").render(lang="en", refresh_ms=10_000)
+    assert '<div id="error" role="alert" hidden></div>' in page
+    assert "if (!answer.ok || !d || !d.cards)" in page and "showError(" in page

@@ -252,3 +252,38 @@ def test_databases_without_what_the_ledger_needs_are_refused(tmp_path: Path) -> 
     done = run("--database-url", f"sqlite:///{tmp_path / 'bare.db'}", "--output", str(tmp_path / "l.xlsx"))
     assert done.exit_code == 2 and "holds read models but no event store" in done.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.db"]
+
+
+def test_formula_like_text_is_neutralised_and_numbers_stay_numbers(tmp_path: Path) -> None:
+    """Bug 2: text beginning with = + - @ (or a tab) went into the CSV and the XLSX as it was, for a
+    spreadsheet to run as a formula. Item X of department ``=1+1``, town ``@Town``, community
+    ``-C``, grid ``+G``, reported Mon 2 Nov 2026 09:00 in Shanghai and closed at 11:00 (deadline a day
+    after the report: on time, 0.0 days overdue, escalation level 0)."""
+    from helpers.notices import at, done, item
+
+    url = f"sqlite:///{tmp_path / 'formula.db'}"
+    events = item("X", "=1+1", "@Town", at(11, 2, 9), *done(at(11, 2, 9, 30)))
+    for e in events[:1]:
+        e.payload.update(community="-C", grid="+G")
+    assert project(make_engine(url), events).dead_lettered == 0
+    assert run("--database-url", url, "--lang", "en", "--output", str(tmp_path / "l.csv")).exit_code == 0
+    [head, row] = csv_rows((tmp_path / "l.csv").read_bytes())
+    got = dict(zip(head, row, strict=True))
+    assert (got["Department"], got["Unit"], got["Town / sub-district"]) == ("'=1+1", "'=1+1-team", "'@Town")
+    assert (got["Community / village"], got["Grid"]) == ("'-C", "'+G")
+    assert (got["Days overdue"], got["Escalation level"], got["Stage"]) == ("0.0", "0", "closed")
+    assert run("--database-url", url, "--lang", "en", "--output", str(tmp_path / "l.xlsx")).exit_code == 0
+    sheet = openpyxl.load_workbook(tmp_path / "l.xlsx").active
+    assert sheet is not None
+    cells = dict(zip([c.value for c in sheet[1]], sheet[2], strict=True))
+    assert cells["Department"].value == "'=1+1" and cells["Department"].data_type == "s"
+    assert (cells["Community / village"].value, cells["Grid"].value) == ("'-C", "'+G")
+    assert cells["Days overdue"].value == 0 and cells["Days overdue"].data_type == "n"
+    assert cells["Escalation level"].value == 0 and cells["Overdue"].value is False
+
+
+def test_the_stage_option_takes_suspended(url: str) -> None:
+    """Bug 1: ``--stage suspended`` was refused by the option (the scenario has no suspended item)."""
+    done = run("--database-url", url, "--stage", "suspended", "--lang", "en")
+    assert done.exit_code == 0, done.output
+    assert len(csv_rows(done.stdout_bytes)) == 1  # the header only

@@ -35,6 +35,7 @@ FEEDS: dict[str, int] = {
     "item_view.district": b.PAYLOAD_TEXT["district"].max_chars,
     "item_view.calendar": b.PAYLOAD_TEXT["calendar"].max_chars,
     "item_view.stage": 32,  # a Stage value
+    "item_view.resume_stage": 32,  # a Stage value (the stage a suspended item resumes in)
     "item_view.intake_department": b.PAYLOAD_TEXT["department"].max_chars,
     "unit_day_counters.level": max(len(level) for level in rm.LEVELS),
     "unit_day_counters.unit_key": max(b.NAME.max_chars, b.IDENTIFIER.max_chars),  # names; order ids

@@ -81,8 +81,25 @@ def test_department_scores_and_ranks_by_hand(engine: Engine) -> None:
         "Greening": (2, Decimal("91.77"), "excellent"),  # 100 × (0.4 + 0.1 + 0.1 × 1/2) / 0.6 + 0.1
         # UM registered all three; P and R passed (cohort 2/2): 100 × (0.3 + 0.1 × 2/3 + 0.1) / 0.9 − 2.0
         "UM": (3, Decimal("49.85"), "fail"),  # 51.8518… − 2.0 = 49.8518…
-        "ISD": (4, Decimal("-0.50"), ""),  # its late report-in: 0 − 0.5; below every band
+        # its late report-in: 0 − 0.5; below every band's minimum (fail: 0), so the lowest band
+        "ISD": (4, Decimal("-0.50"), "fail"),
     }
+
+
+def test_a_score_below_every_band_gets_the_lowest_band() -> None:
+    """Bug: a negative score had no band. The scorebook's bands are the highest whose minimum the
+    score reaches; below all of them (deductions past the composite) the lowest band still applies."""
+    version = BOOK.in_force(DAY)
+    lowest = min(version.bands, key=lambda b: b.min)
+    assert (lowest.name, lowest.min) == ("fail", Decimal(0))
+    assert [version.band(Decimal(v)) for v in ("-0.01", "-1000", "0", "59.99", "60", "90")] == [
+        "fail",
+        "fail",
+        "fail",
+        "fail",
+        "pass",
+        "excellent",
+    ]
 
 
 def test_caps_limit_the_points_of_a_rule(engine: Engine) -> None:
