@@ -28,6 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from duban import wiring
 from duban.config import Settings
 from duban.errors import ConfigurationError
+from duban.observability import count_command
 from events.bounds import iso_day, points_problem
 from events.codec import encode_event, validate_event
 from events.envelope import EventEnvelope
@@ -115,12 +116,19 @@ async def apply_item_command(client: Client, item_id: str, command: ItemCommand)
     """
     handle = client.get_workflow_handle(f"item-{item_id}")
     try:
-        return await apply_command(handle, command)
+        outcome = await apply_command(handle, command)
     except WorkflowUpdateFailedError as exc:
-        cause: Any = exc.cause
-        raise CommandRefused(
-            getattr(cause, "type", None) or "Refused", getattr(cause, "message", str(exc))
-        ) from None
+        raise _refused(command, exc) from None
+    count_command(command.kind, outcome.applied)
+    return outcome
+
+
+def _refused(command: ItemCommand, exc: WorkflowUpdateFailedError) -> CommandRefused:
+    """The workflow's refusal of ``command`` as ``CommandRefused`` (counted in the metrics)."""
+    cause: Any = exc.cause
+    refused = CommandRefused(getattr(cause, "type", None) or "Refused", getattr(cause, "message", str(exc)))
+    count_command(command.kind, False, refused.kind)
+    return refused
 
 
 async def apply_item_command_with_start(
@@ -151,10 +159,8 @@ async def apply_item_command_with_start(
     except WorkflowAlreadyStartedError:
         raise ItemEnded(f"item {reg.item_id} was registered before and has ended") from None
     except WorkflowUpdateFailedError as exc:
-        cause: Any = exc.cause
-        raise CommandRefused(
-            getattr(cause, "type", None) or "Refused", getattr(cause, "message", str(exc))
-        ) from None
+        raise _refused(command, exc) from None
+    count_command(command.kind, outcome.applied)
     return outcome
 
 

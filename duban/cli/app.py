@@ -16,7 +16,7 @@ import typer
 from duban.cli import reports as cli_reports
 from duban.cli.audit import audit_app
 from duban.cli.calendars import calendars_app
-from duban.cli.common import errors, run_async, writable_file
+from duban.cli.common import errors, fail, run_async, writable_file
 from duban.cli.documents import report_app
 from duban.cli.gateway import keys_app
 from duban.cli.gateway import serve as serve_command
@@ -48,7 +48,11 @@ app.add_typer(
 
 
 @app.callback()
-def main(log_level: Annotated[str, typer.Option(help="Log level (stderr).")] = "WARNING") -> None:
+def main(
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level (stderr); default DUBAN_LOG_LEVEL, else WARNING.")
+    ] = None,
+) -> None:
     with errors():
         configure_logging(log_level)
 
@@ -127,22 +131,51 @@ def simulate(
         typer.echo(f"  summary JSON   {summary_json}")
 
 
+StatusPort = Annotated[
+    int,
+    typer.Option(
+        help="Serve /metrics (Prometheus), /healthz and /readyz on this port (0: none).", min=0, max=65535
+    ),
+]
+StatusHost = Annotated[str, typer.Option(help="Address for --status-port.")]
+
+
+def _status_port_free(port: int, host: str) -> None:
+    from duban.stack.probes import port_free
+
+    if port and not port_free(port, host):
+        raise fail(Exception(f"status-port: {host}:{port} is in use"))
+
+
 @app.command()
-def worker() -> None:
+def worker(status_port: StatusPort = 0, status_host: StatusHost = "127.0.0.1") -> None:
     """Run a Temporal worker for supervision items (records events to the store and Kafka)."""
     from duban.processes.worker import run_worker
 
+    _status_port_free(status_port, status_host)
     with errors():
-        run_async(run_worker(load_settings()))
+        run_async(run_worker(load_settings(), status_port, status_host))
 
 
 @app.command()
-def project() -> None:
+def bridge(status_port: StatusPort = 0, status_host: StatusHost = "127.0.0.1") -> None:
+    """Run the command topic bridge alone (duban.commands → items → duban.command-results); pair it
+    with ``duban serve --no-bridge``."""
+    from duban.processes.bridge import run_bridge
+
+    _status_port_free(status_port, status_host)
+    with errors():
+        run_async(run_bridge(load_settings(), status_port, status_host))
+
+
+@app.command()
+def project(status_port: StatusPort = 0, status_host: StatusHost = "127.0.0.1") -> None:
     """Run the projection: consume the events topic into the read models until stopped."""
     from duban.processes.projector import run_projector
 
+    _status_port_free(status_port, status_host)
     with errors():
-        run_async(run_projector(load_settings()))
+        run_async(run_projector(load_settings(), status_port, status_host))
 
 
 @app.command()

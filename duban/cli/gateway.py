@@ -96,7 +96,7 @@ def serve(
 
     if (
         ctx.parent is not None
-        and ctx.parent.params.get("log_level") == "WARNING"
+        and ctx.parent.params.get("log_level") is None
         and not os.environ.get("DUBAN_LOG_LEVEL")
     ):
         configure_logging("INFO")  # the access log is INFO: on unless a level was chosen

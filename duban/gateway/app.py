@@ -1,6 +1,7 @@
 """The gateway's ASGI application: duban's API (``/v1``), the Open311 façade (``/open311/v2``),
-webhooks, the dashboard, health (``/healthz``: the process answers; ``/readyz``: Temporal, a worker
-on the task queue, the broker and the database answer), and the command topic bridge and webhook
+webhooks, the dashboard, metrics (``/metrics``: ``duban.observability``), health (``/healthz``: the
+process answers; ``/readyz``: Temporal, a worker on the task queue, the broker and the database
+answer), and the command topic bridge and webhook
 dispatcher running beside them. What every request meets — strict JSON, the body limit, request ids,
 the access log, errors mapped to status codes — is ``duban.gateway.edges``.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from activities.webhooks import WebhookStore
@@ -24,6 +26,7 @@ from duban.gateway import dashboard, edges, http_api, open311, webhooks
 from duban.gateway.bridge import BridgeOptions, start_bridge, stop_bridge
 from duban.gateway.context import Gateway
 from duban.gateway.dispatcher import SETTLE_S, WebhookDispatcher
+from duban.observability import metrics_text, sdk_metrics_address
 from duban.stack.probes import host_port, port_answers
 from workflows.webhook_model import RetrySchedule
 
@@ -91,6 +94,12 @@ def create_app(
     @app.get("/healthz", summary="The process answers")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", summary="Prometheus metrics (duban's and the Temporal SDK's)")
+    async def metrics(request: Request) -> Response:
+        gw: Gateway = request.app.state.gateway
+        sdk = sdk_metrics_address(gw.client.service_client.config.runtime)
+        return Response(await metrics_text(sdk), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", summary="Temporal, the broker and the database answer")
     async def readyz(request: Request) -> Response:

@@ -41,6 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from duban import services
 from duban.gateway import items
+from duban.gateway.bridge_watch import RunningBridge
 from duban.gateway.context import Gateway
 from duban.gateway.envelopes import parse_envelope, signature_of
 from duban.gateway.keys import KeyRefused, OutOfScope
@@ -107,6 +108,7 @@ async def handle_message(gw: Gateway, raw: bytes, key: bytes | None, where: dict
             raw, key, "key", "the message key must be the item id (it keeps items in order)", where
         )
     command = envelope.command
+    structlog.contextvars.bind_contextvars(item_id=envelope.item_id, command_id=command.command_id)
     try:
         if envelope.registration is not None:
             outcome = await items.apply_with_start(gw, integrator_key, envelope.registration, command)
@@ -247,9 +249,12 @@ async def publish_until_sent(target: Any, delivery: Delivery, gw: Gateway) -> No
                 await create_missing_topics(s.kafka_target, names, s.topic_partitions)
 
 
-def build_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust.App:
+def build_bridge(
+    gw: Gateway, options: BridgeOptions = BridgeOptions(), running: RunningBridge | None = None
+) -> faust.App:
     """The faust app of the bridge on ``gw`` (its settings name the broker and the three topics);
-    ``await app.start()`` runs it in the current event loop, ``await app.stop()`` stops it."""
+    ``await app.start()`` runs it in the current event loop, ``await app.stop()`` stops it. Each
+    delivered message is noted on ``running`` (its watch: ``duban.gateway.bridge_watch``)."""
     settings = gw.settings
     app = faust.App(
         options.app_id,
@@ -279,6 +284,8 @@ def build_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust
         delivery = await process(gw, raw, key, where)
         target = results if delivery.to == "result" else dead_letters
         await publish_until_sent(target, delivery, gw)  # before the batch is acknowledged: at least once
+        if running is not None:
+            running.note_delivered(where["partition"], where["offset"])
         log.info("bridge.delivered", to=delivery.to, offset=where["offset"], partition=where["partition"])
 
     @app.agent(commands, concurrency=1)
@@ -296,10 +303,10 @@ def build_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust
     return app
 
 
-async def stop_bridge(app: faust.App, timeout_s: float = 60.0) -> None:
-    """Stop the bridge once the batch in hand (if any) is done, waiting at most ``timeout_s``: faust
-    acknowledges a batch when its processing ends, even by cancellation, so stopping mid-batch could
-    commit past commands whose outcome was not yet published. A process killed outright commits
+async def stop_app(app: faust.App, timeout_s: float = 60.0) -> None:
+    """Stop the faust ``app`` once the batch in hand (if any) is done, waiting at most ``timeout_s``:
+    faust acknowledges a batch when its processing ends, even by cancellation, so stopping mid-batch
+    could commit past commands whose outcome was not yet published. A process killed outright commits
     nothing of the batch in hand, which is then delivered again (and applied once)."""
     idle: asyncio.Event | None = getattr(app, "duban_idle", None)
     if idle is not None:
@@ -308,8 +315,14 @@ async def stop_bridge(app: faust.App, timeout_s: float = 60.0) -> None:
     await app.stop()
 
 
-async def start_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> faust.App:
-    """Create the three topics if missing, then build and start the bridge (``await app.stop()``).
+async def stop_bridge(running: RunningBridge) -> None:
+    """Stop the bridge started by ``start_bridge`` (its watch, then its app as ``stop_app`` does)."""
+    await running.stop()
+
+
+async def start_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) -> RunningBridge:
+    """Create the three topics if missing, then build and start the bridge, watched for a recreated
+    commands topic (``duban.gateway.bridge_watch``); ``stop_bridge`` stops it.
 
     Raises:
         TopicsUnavailable: the broker cannot be reached or refuses to create them.
@@ -317,7 +330,17 @@ async def start_bridge(gw: Gateway, options: BridgeOptions = BridgeOptions()) ->
     s = gw.settings
     names = (s.commands_topic, s.command_results_topic, s.commands_dead_letter_topic)
     await create_missing_topics(s.kafka_target, names, s.topic_partitions)
-    app = build_bridge(gw, options)
-    await app.start()
-    log.info("bridge.started", topic=s.commands_topic, group=options.app_id)
-    return app
+
+    async def start_app(running: RunningBridge) -> faust.App:
+        app = build_bridge(gw, options, running)
+        await app.start()
+        log.info("bridge.started", topic=s.commands_topic, group=options.app_id)
+        return app
+
+    running = RunningBridge(start_app, stop_app)
+    await running.start(
+        s.kafka_target,
+        s.commands_topic,
+        lambda: create_missing_topics(s.kafka_target, names, s.topic_partitions),
+    )
+    return running

@@ -22,7 +22,8 @@ from temporalio.client import Client
 from duban.config import Settings
 from duban.gateway.catalogue import DEFAULT_CATALOGUE_PATH, Catalogue, load_catalogue
 from duban.gateway.keys import KeyStore
-from events.sql import insert_ignoring_duplicates, make_engine
+from duban.observability import temporal_runtime
+from events.sql import create_schema, insert_ignoring_duplicates, make_engine
 from events.store import EventStore
 from projections import read_models as rm
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, Rulebook, load_rulebook
@@ -84,13 +85,15 @@ async def open_gateway(
         RuntimeError: Temporal does not answer at ``settings.temporal_target``.
     """
     catalogue, rulebook = load_catalogue(catalogue_path), load_rulebook(rulebook_path)
-    client = client or await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = client or await Client.connect(
+        settings.temporal_target, namespace=settings.temporal_namespace, runtime=temporal_runtime()
+    )
     engine = make_engine(settings.database)
     try:
         store = EventStore(engine)
         store.create()
         rm.create_tables(engine)
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
         yield Gateway(settings, client, engine, store, KeyStore(engine), catalogue, rulebook)
     finally:
         engine.dispose()

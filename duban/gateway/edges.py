@@ -32,6 +32,7 @@ from duban import services
 from duban.gateway import open311
 from duban.gateway.items import ItemConflict, ItemNotFound
 from duban.gateway.keys import KeyRefused, OutOfScope
+from duban.observability import HTTP_LATENCY
 from events.errors import DubanError, ValidationError
 
 log = structlog.get_logger("duban.gateway")
@@ -73,6 +74,9 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited if scope["type"] == "http" else receive, send)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def status_of(exc: BaseException) -> tuple[int, str, str, str]:
@@ -164,6 +168,9 @@ def install(app: FastAPI) -> None:
             log.exception("http.unexpected_error", request_id=request_id, path=request.url.path[:200])
             response = _answer(request, exc)
         response.headers["X-Request-Id"] = request_id
+        route = getattr(request.scope.get("route"), "path", "(unmatched)")
+        method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
+        HTTP_LATENCY.labels(method, route, str(response.status_code)).observe(time.perf_counter() - started)
         log.info(
             "http.request",
             method=request.method,
@@ -173,5 +180,6 @@ def install(app: FastAPI) -> None:
             request_id=request_id,
             integrator=getattr(request.state, "integrator", None),
             item_id=getattr(request.state, "item_id", None),
+            command_id=getattr(request.state, "command_id", None),
         )
         return response

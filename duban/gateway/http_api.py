@@ -110,6 +110,7 @@ async def apply_command(
     item_id: str, body: CommandBody, gw: Gw, key: Key, request: Request
 ) -> dict[str, Any]:
     request.state.item_id = item_id
+    request.state.command_id = getattr(body, "command_id", None)
     outcome = await items.apply(gw, key, item_id, body)
     return {
         "command_id": outcome.command_id,

@@ -23,6 +23,7 @@ from activities.item_lookup import ItemLookup
 from activities.order_paging import OrderItems, OrderPaging
 from activities.period_closing import PeriodClosing
 from activities.webhooks import WebhookDelivery, WebhookStore
+from duban import observability as obs
 from duban import wiring
 from duban.config import Settings
 from duban.errors import StackError
@@ -128,9 +129,17 @@ def producer(settings: Settings, engine: Engine) -> Callable[[str, str], list[An
     return produce
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run the production worker until SIGINT/SIGTERM: connect, record to the store and Kafka."""
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+async def run_worker(settings: Settings, status_port: int = 0, status_host: str = "127.0.0.1") -> None:
+    """Run the production worker until SIGINT/SIGTERM: connect, record to the store and Kafka.
+
+    With ``status_port`` (not 0), ``/metrics`` (duban's and the Temporal SDK's), ``/healthz`` and
+    ``/readyz`` (Temporal and the database answer, the worker runs) are served on it
+    (``duban.observability``).
+    """
+    runtime = obs.temporal_runtime() if status_port else None
+    client = await Client.connect(
+        settings.temporal_target, namespace=settings.temporal_namespace, runtime=runtime
+    )
     engine = make_engine(settings.database)
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)
     closing = PeriodClosing(engine, load_scorebook())
@@ -144,6 +153,21 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    running = asyncio.Event()
+
+    async def checks() -> dict[str, str]:
+        try:
+            await asyncio.wait_for(client.service_client.check_health(), 3)
+            temporal = "ok"
+        except Exception as exc:  # not ready; the reason is reported
+            temporal = f"does not answer: {type(exc).__name__}"
+        worker_state = "ok" if running.is_set() else "not polling yet"
+        return {"temporal": temporal, "database": await obs.database_answers(engine), "worker": worker_state}
+
+    serving = None
+    if status_port:
+        app = obs.status_app(checks, sdk_address=obs.sdk_metrics_address(runtime))
+        serving = asyncio.create_task(obs.serve_status(app, status_host, status_port, stop))
     try:
         async with (
             wiring.recording(settings, engine) as rec,
@@ -157,7 +181,12 @@ async def run_worker(settings: Settings) -> None:
                 documents=DocumentProduction(producer(settings, engine)),
             ),
         ):
+            running.set()
             log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_target)
             await stop.wait()
     finally:
+        running.clear()
+        stop.set()
+        if serving is not None:
+            await serving
         log.info("worker.stopped")

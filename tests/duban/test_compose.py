@@ -32,9 +32,10 @@ TEST_ENV = {"TEMPORAL_DB_PASSWORD": "temporal-secret", "DUBAN_DB_PASSWORD": "dub
 
 # duban's containers and the command line each runs (image ENTRYPOINT + compose command).
 DUBAN_SERVICES = {
-    "duban-worker": ["duban", "worker"],
-    "duban-projector": ["duban", "project"],
-    "duban-gateway": ["duban", "serve", "--host", "0.0.0.0", "--port", "8080"],
+    "duban-worker": ["duban", "worker", "--status-host", "0.0.0.0", "--status-port", "9100"],
+    "duban-projector": ["duban", "project", "--status-host", "0.0.0.0", "--status-port", "9100"],
+    "duban-gateway": ["duban", "serve", "--host", "0.0.0.0", "--port", "8080", "--no-bridge"],
+    "duban-bridge": ["duban", "bridge", "--status-host", "0.0.0.0", "--status-port", "9100"],
     "duban-cli": ["duban", "--help"],
 }
 REQUIRED_SERVICES = {
@@ -371,8 +372,21 @@ def test_duban_service_image_and_command(services: dict[str, dict[str, Any]], na
 
 def test_duban_cli_is_a_tool(services: dict[str, dict[str, Any]]) -> None:
     assert services["duban-cli"].get("profiles") == ["tools"]
-    for name in ("duban-worker", "duban-projector", "duban-gateway"):
+    for name in ("duban-worker", "duban-projector", "duban-gateway", "duban-bridge"):
         assert not services[name].get("profiles"), f"{name} must start with a plain `up`"
+
+
+def test_every_long_running_duban_process_is_scraped_and_checked(
+    services: dict[str, dict[str, Any]], compose: dict[str, Any]
+) -> None:
+    scraped = compose["configs"]["prometheus-duban"]["content"]
+    for name in ("duban-worker", "duban-projector", "duban-bridge"):
+        argv = _argv(services[name]["command"])
+        port = argv[argv.index("--status-port") + 1]
+        assert f"{name}:{port}" in scraped, name
+        assert f":{port}/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
+    assert "duban-gateway:8080" in scraped
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
 
 
 def test_the_gateway_is_published_on_loopback_and_checked_for_readiness(
@@ -418,6 +432,7 @@ def test_duban_services_wait_for_what_they_use(services: dict[str, dict[str, Any
         "duban-worker": {"postgresql", "temporal-admin-tools", "kafka-init"},
         "duban-projector": {"postgresql", "kafka-init"},
         "duban-gateway": {"postgresql", "temporal-admin-tools", "kafka-init"},
+        "duban-bridge": {"postgresql", "temporal-admin-tools", "kafka-init"},
         "duban-cli": {"postgresql", "temporal-admin-tools", "kafka-init"},
     }
     for name, targets in needs.items():

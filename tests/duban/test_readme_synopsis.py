@@ -58,7 +58,7 @@ def test_the_synopsis_is_read_whole() -> None:
         "project",
         "serve",
     } <= names
-    assert len(COMMANDS) == 44
+    assert len(COMMANDS) == 45
 
 
 @pytest.mark.parametrize(("words", "options"), COMMANDS, ids=[" ".join(w) for w, _ in COMMANDS])
