@@ -62,7 +62,7 @@ STEPS = [
     ("dispatch", "dispatcher", "zhao", {"unit": "parks-team-3"}),
     ("accept", "handling_unit", "li", {"unit": "parks-team-3"}),
     ("submit_rectification", "handling_unit", "li", {"unit": "parks-team-3", "evidence": ["photo://1"]}),
-    ("verify", "inspector", "chen", {"unit": "inspection"}),
+    ("verify", "inspector", "chen", {"unit": "inspection", "passed": True}),
     ("close", "dispatcher", "zhao", {}),
 ]
 
