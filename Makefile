@@ -26,14 +26,22 @@ lint: $(STAMP)
 	$(BIN)/mypy duban workflows activities events projections
 	$(BIN)/lint-imports
 
+# The topology tests (their own servers and processes, mostly waiting on them) run beside the rest,
+# so the suite takes the time of the longer of the two; their report follows the rest's.
 test: lint
-	$(BIN)/pytest -q
+	@mkdir -p .duban
+	@$(BIN)/pytest -q -m topology > .duban/topology-tests.log 2>&1 & topo=$$!; \
+	$(BIN)/pytest -q -m "not topology"; rest=$$?; \
+	wait $$topo; topology=$$?; \
+	echo "--- the topology tests (pytest -m topology) ---"; cat .duban/topology-tests.log; \
+	exit $$(( rest || topology ))
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_order.py
 	$(BIN)/python bench/bench_rankings.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_production.py
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_import.py
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.append_batching import AppendBatcher
 from events.codec import encode_event
 from events.envelope import EventEnvelope
 from events.errors import EventValidationError
@@ -42,6 +43,7 @@ PUBLISH_TIMEOUT_S = 30.0
 
 class EventRecorder:
     """Holds the store and the producer; ``record_events`` is the activity (register the bound method).
+    Concurrent activities share store transactions (``activities.append_batching``).
 
     Args:
         store: the SQL event store (system of record).
@@ -62,6 +64,7 @@ class EventRecorder:
     ) -> None:
         self.publish_timeout_s = publish_timeout_s
         self.store = store
+        self.appends = AppendBatcher(store)
         self.producer = producer
         self.topic = topic
         self.ensure_topics = ensure_topics
@@ -83,7 +86,7 @@ class EventRecorder:
         except EventValidationError as exc:
             raise ApplicationError(str(exc), type="EventValidationError", non_retryable=True) from exc
         try:
-            new, stored = await asyncio.to_thread(self.store.record, events, encoded)
+            new, stored = await self.appends.record(events, encoded)
         except EventConflict as exc:
             raise ApplicationError(str(exc), type="EventConflict", non_retryable=True) from exc
         except StatementError as exc:
@@ -96,7 +99,8 @@ class EventRecorder:
             raise ApplicationError(reason, type="EventStoreRefused", non_retryable=True) from exc
         published = await self._publish(events, stored)
         self.recorded += new
-        return RecordEventsResult(stored=new, published=published)
+        local = activity.in_activity() and activity.info().is_local
+        return RecordEventsResult(stored=new, published=published, events=events if local else [])
 
     async def _publish(self, events: list[EventEnvelope], stored: list[bytes]) -> int:
         if self.producer is None:

@@ -189,9 +189,9 @@ class Topology:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", self.temporal_port, 60)
         await asyncio.to_thread(wait_for_port, "127.0.0.1", self.kafka_port, 30)
         for kind in ("worker", "projector", "gateway", "bridge"):
-            for proc in self.procs[kind]:
+            for proc in self.procs.get(kind, []):
                 proc.start()
-            await asyncio.gather(*(proc.ready() for proc in self.procs[kind]))
+            await asyncio.gather(*(proc.ready() for proc in self.procs.get(kind, [])))
 
     async def crash(self, kind: str, rng: random.Random) -> str:
         """SIGKILL one process of ``kind`` (chosen with ``rng``), restart it after

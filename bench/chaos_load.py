@@ -64,6 +64,7 @@ class Load:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _results: dict[str, dict[str, Any]] = field(default_factory=dict)
     _key: str = ""
+    _rescan: bool = False
 
     def item_ids(self) -> list[str]:
         run = datetime.now(UTC).strftime("%H%M%S")
@@ -149,6 +150,7 @@ class Load:
                     await asyncio.sleep(0.1)
                 if command_id not in self._results:
                     self.resent += 1
+                    self._rescan = True  # its outcome may sit below where the reader stands
             result = self._results[command_id]
             if step == 0:  # update-with-start registered the item whatever the command's outcome
                 self.accepted.add(item)
@@ -162,8 +164,9 @@ class Load:
     async def _read_results(self, stop: asyncio.Event) -> None:
         """Read the results topic into ``_results`` (by command id), a look every ``LOOK_S`` seconds
         with a fresh consumer: from where the last look ended, or from the start when a partition's
-        end went down (a broker that restarted empty recreated the topic). A look that fails (the
-        broker away) is simply tried again."""
+        end went down (a broker that restarted empty recreated the topic) or a command was sent
+        again (a recreated topic may have grown past the old end between two looks). A look that
+        fails (the broker away) is simply tried again."""
         positions: dict[int, int] = {}
         last_ends: dict[int, int] = {}
         while not stop.is_set():
@@ -177,8 +180,9 @@ class Load:
                 if not parts:
                     continue
                 ends = {tp.partition: int(e) for tp, e in (await consumer.end_offsets(parts)).items()}
-                if any(end < last_ends.get(p, 0) for p, end in ends.items()):
-                    positions.clear()  # recreated: every record is new
+                if self._rescan or any(end < last_ends.get(p, 0) for p, end in ends.items()):
+                    positions.clear()  # recreated (or an outcome overdue): read from the start
+                    self._rescan = False
                 last_ends = ends
                 consumer.assign(parts)
                 for tp in parts:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events import bounds as b
@@ -21,6 +21,7 @@ from events.envelope import SCHEMA_VERSION, EventEnvelope
 from events.errors import EventValidationError
 from events.strict_json import RepeatedKey, refuse_repeated_keys
 
+_ZERO = timedelta(0)
 _ENVELOPE_STR = ("event_id", "event_type", "item_id", "actor", "correlation_id", "causation_id")
 
 
@@ -224,6 +225,39 @@ def _is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value
     except ValueError:
         return False
+
+
+def trusted_event(data: dict[str, Any]) -> EventEnvelope:
+    """The envelope of ``data``, the parsed JSON of bytes that ``encode_event`` produced and the event
+    store holds (the caller has matched their SHA-256 digest with the store's): validated when they
+    were encoded, so only the fields added to a type since (``events.types.ADDED_FIELDS``) are
+    filled in and the two instants parsed. About ten times cheaper than ``decode_event``.
+
+    Raises:
+        KeyError, TypeError, ValueError: ``data`` is not such an encoding (the caller then decodes
+            the bytes with ``decode_event``, which names the field and the reason).
+    """
+    payload = data["payload"]
+    added = t.ADDED_FIELDS.get(data["event_type"])
+    if added:
+        payload = {**{k: v for k, v in added.items() if k not in payload}, **payload}
+    occurred_at = datetime.fromisoformat(data["occurred_at"])
+    recorded_at = datetime.fromisoformat(data["recorded_at"])
+    if occurred_at.utcoffset() != _ZERO or recorded_at.utcoffset() != _ZERO:
+        raise ValueError("instants of an encoded event are in UTC")
+    return EventEnvelope(
+        event_id=data["event_id"],
+        event_type=data["event_type"],
+        schema_version=data["schema_version"],
+        item_id=data["item_id"],
+        sequence=data["sequence"],
+        occurred_at=occurred_at.astimezone(UTC),
+        recorded_at=recorded_at.astimezone(UTC),
+        actor=data["actor"],
+        payload=payload,
+        correlation_id=data["correlation_id"],
+        causation_id=data["causation_id"],
+    )
 
 
 def decode_event(raw: bytes | str) -> EventEnvelope:

@@ -197,14 +197,18 @@ class EventStore:
         Raises:
             events.errors.EventValidationError: an event is invalid (nothing is stored).
         """
+        return len(self._append(events, encoded))
+
+    def _append(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes] | None = None) -> set[str]:
+        """As ``append``; returns the ids of the events newly stored."""
         if not events:
-            return 0
+            return set()
         raws = list(encoded) if encoded is not None else [encode_event(e) for e in events]
         stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
             stored_events.c.event_id
         )
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, self._rows(conn, events, raws)).all())
+            return set(conn.execute(stmt, self._rows(conn, events, raws)).scalars())
 
     def record(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Append ``events`` (as ``append``); return how many were new and, in order, the encoding of
@@ -214,13 +218,54 @@ class EventStore:
         Raises:
             EventConflict: an id is stored with other content (anything but ``recorded_at``).
         """
+        return self.record_many([(events, encoded)])[0]
+
+    def record_many(
+        self, groups: Sequence[tuple[Sequence[EventEnvelope], Sequence[bytes]]]
+    ) -> list[tuple[int, list[bytes]]]:
+        """``record`` for several groups of events (each one workflow step) in one transaction; one
+        result per group, as ``record`` gives it. All or nothing: an event id stored with other
+        content is refused before anything is appended, so the events after it are never chained
+        onto content the store does not hold.
+
+        Raises:
+            EventConflict: an id of any group is stored with other content (nothing is stored).
+        """
+        events = [e for group, _ in groups for e in group]
+        encoded = [raw for _, raws in groups for raw in raws]
         if not events:
-            return 0, []
-        new = self.append(events, encoded)
+            return [(0, []) for _ in groups]
         by_id = {e.event_id: (e, raw) for e, raw in zip(events, encoded, strict=True)}
+        stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
+            stored_events.c.event_id
+        )
+        with self.engine.begin() as conn:
+            out = self._as_stored(conn, by_id)  # recorded before (a retry): as stored, or a conflict
+            fresh = [(e, raw) for e, raw in zip(events, encoded, strict=True) if e.event_id not in out]
+            inserted: set[str] = set()
+            if fresh:
+                rows = self._rows(conn, [e for e, _ in fresh], [raw for _, raw in fresh])
+                inserted = set(conn.execute(stmt, rows).scalars())
+            out |= {event_id: by_id[event_id][1] for event_id in inserted}  # stored as given
+            raced = {i: by_id[i] for i in by_id if i not in out}  # stored meanwhile by another
+            if raced:
+                out |= self._as_stored(conn, raced)
+        return [
+            (sum(1 for e in group if e.event_id in inserted), [out[e.event_id] for e in group])
+            for group, _ in groups
+        ]
+
+    @staticmethod
+    def _as_stored(conn: Connection, by_id: dict[str, tuple[EventEnvelope, bytes]]) -> dict[str, bytes]:
+        """The encodings the store holds for those of ``by_id`` it holds (recorded before).
+
+        Raises:
+            EventConflict: one is stored with other content (anything but ``recorded_at``).
+        """
         out: dict[str, bytes] = {}
-        with self.engine.connect() as conn:
-            query = select(stored_events).where(stored_events.c.event_id.in_(list(by_id)))
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            query = select(stored_events).where(stored_events.c.event_id.in_(ids[start : start + 500]))
             for row in conn.execute(query):
                 event, raw = by_id[row.event_id]
                 if row.digest == digest_of(raw):
@@ -233,7 +278,7 @@ class EventStore:
                         f"with other content (a {stored.event_type} of {stored.occurred_at.isoformat()})"
                     )
                 out[row.event_id] = encode_event(stored)
-        return new, [out[e.event_id] for e in events]
+        return out
 
     def count(self) -> int:
         """Number of stored events."""

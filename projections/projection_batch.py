@@ -17,11 +17,12 @@ from datetime import date
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from sqlalchemy import Connection, select
 
 from events import bounds as b
 from events import types as t
-from events.codec import decode_event, encode_event
+from events.codec import decode_event, encode_event, trusted_event
 from events.envelope import EventEnvelope
 from events.errors import EventValidationError
 from events.store import digest_of, event_of_row, stored_events
@@ -93,6 +94,57 @@ def decode(msg: RawMessage) -> Entry:
     return entry
 
 
+Stored = dict[str, tuple[int, str | None]]
+"""Event id → (store position, digest) of the event store's rows."""
+
+
+def stored_digests(conn: Connection, event_ids: Sequence[str]) -> Stored:
+    """The store position and digest of each of ``event_ids`` the event store holds."""
+    out: Stored = {}
+    c = stored_events.c
+    for ids in chunks(sorted(set(event_ids))):
+        query = select(c.event_id, c.position, c.digest).where(c.event_id.in_(ids))
+        out.update((r.event_id, (int(r.position), r.digest)) for r in conn.execute(query))
+    return out
+
+
+_UUID_CHARS = frozenset("0123456789abcdef-")
+
+
+def _uuid_shaped(value: Any) -> bool:
+    """Whether ``value`` could be an event id (a canonical UUID: 36 of ``0-9a-f-``), so it can be
+    looked up in the store on any database (no NUL, no surrogate, no length past the column)."""
+    return isinstance(value, str) and len(value) == 36 and _UUID_CHARS.issuperset(value)
+
+
+def decode_vouched(conn: Connection, messages: Sequence[RawMessage]) -> tuple[list[Entry], Stored]:
+    """The entries of ``messages`` and what the store holds of their events. A message whose bytes
+    the store holds (same event id, same digest) is built without validating it again
+    (``events.codec.trusted_event``: it was validated when it was recorded); any other is decoded
+    strictly (``decode``), so a bad one is a dead letter with the reason."""
+    parsed: list[Any] = []
+    for msg in messages:
+        try:
+            parsed.append(orjson.loads(msg.value))
+        except orjson.JSONDecodeError:
+            parsed.append(None)
+    ids = [d["event_id"] for d in parsed if isinstance(d, dict) and _uuid_shaped(d.get("event_id"))]
+    stored = stored_digests(conn, ids)  # only ids that can be stored: others are decoded, and refused
+    entries = []
+    for msg, data in zip(messages, parsed, strict=True):
+        entry = None
+        event_id = data.get("event_id") if isinstance(data, dict) else None
+        known = stored.get(event_id) if isinstance(event_id, str) else None
+        if known is not None and known[1] == digest_of(msg.value):
+            try:
+                event = trusted_event(data)
+                entry = Entry(msg.topic, msg.partition, msg.offset, msg.value, event, position=known[0])
+            except (KeyError, TypeError, ValueError):
+                entry = None
+        entries.append(entry or decode(msg))
+    return entries, stored
+
+
 def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for i in range(0, len(values), CHUNK):
         yield values[i : i + CHUNK]
@@ -132,18 +184,18 @@ class Batch:
     """The in-memory work of one transaction: what the database holds for the batch's events and
     items, and what the batch changes."""
 
-    def __init__(self, conn: Connection, projection: str, events: list[EventEnvelope]) -> None:
+    def __init__(
+        self, conn: Connection, projection: str, events: list[EventEnvelope], stored: Stored | None = None
+    ) -> None:
         self.conn = conn
         event_ids = sorted({ev.event_id for ev in events})
         item_ids = sorted({ev.item_id for ev in events} | {corrected(ev) for ev in events if corrected(ev)})
         self.seen: set[str] = set()
-        self.stored: dict[str, tuple[int, str | None]] = {}
         for ids in chunks(event_ids):
             query = select(rm.applied_events.c.event_id).where(rm.applied_events.c.event_id.in_(ids))
             self.seen.update(conn.execute(query).scalars())
-            c = stored_events.c
-            query = select(c.event_id, c.position, c.digest).where(c.event_id.in_(ids))
-            self.stored.update((r.event_id, (int(r.position), r.digest)) for r in conn.execute(query))
+        known = stored or {}
+        self.stored = known | stored_digests(conn, [i for i in event_ids if i not in known])
         self.views: dict[str, dict[str, Any]] = {}
         for ids in chunks(item_ids):
             query = select(rm.item_view).where(rm.item_view.c.item_id.in_(ids))

@@ -35,7 +35,17 @@ from events.store import EventStore
 from projections import read_models as rm
 from projections import store_sync
 from projections.frozen_periods import create_ledger
-from projections.projection_batch import Batch, Entry, RawMessage, dead_row, decode, row_entry, stored_entry
+from projections.projection_batch import (
+    Batch,
+    Entry,
+    RawMessage,
+    Stored,
+    dead_row,
+    decode,
+    decode_vouched,
+    row_entry,
+    stored_entry,
+)
 from projections.read_models import table_checksum
 
 __all__ = ["BatchResult", "ItemProjector", "RawMessage", "table_checksum"]
@@ -95,17 +105,17 @@ class ItemProjector:
                 of the batch is stored. An ``IntegrityError`` also means another projector applied
                 the same events concurrently: retry from the stored positions.
         """
-        entries = [decode(m) for m in messages]
         try:
             with self.engine.begin() as conn:
-                result = self._apply(conn, entries)
+                entries, stored = decode_vouched(conn, messages)
+                result = self._apply(conn, entries, stored)
                 self._store_positions(conn, messages)
             return result
         except StatementError as exc:
             if not database_refused(exc):
                 raise
             if len(messages) == 1:
-                return self._refused(entries[0], exc, messages)
+                return self._refused(decode(messages[0]), exc, messages)
         total = BatchResult()
         for msg in messages:  # one message per transaction: the refused one becomes a dead letter
             total += self.apply_batch([msg])
@@ -195,8 +205,8 @@ class ItemProjector:
         with self.engine.begin() as conn:
             return self._apply(conn, entries)
 
-    def _apply(self, conn: Connection, entries: list[Entry]) -> BatchResult:
-        batch = Batch(conn, self.projection, [e.event for e in entries if e.event is not None])
+    def _apply(self, conn: Connection, entries: list[Entry], stored: Stored | None = None) -> BatchResult:
+        batch = Batch(conn, self.projection, [e.event for e in entries if e.event is not None], stored)
         for entry in entries:
             batch.take(entry)
         self._write(

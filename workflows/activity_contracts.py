@@ -27,10 +27,13 @@ class RecordEventsInput:
 
 @dataclass
 class RecordEventsResult:
-    """How many events were newly stored (0 on a retry) and how many were published."""
+    """How many events were newly stored (0 on a retry) and how many were published; run as a local
+    activity, ``events`` are the events recorded (so the history's marker holds what the step
+    recorded, as an activity's input does; empty otherwise)."""
 
     stored: int
     published: int
+    events: list[EventEnvelope] = field(default_factory=list)
 
 
 @dataclass

@@ -6,7 +6,8 @@ with which role, reason, notes and evidence; events the timers caused have the a
 
 When the Temporal server answers, ``check_history`` fetches the item's workflow histories (every run,
 continue-as-new included) and compares them with the store: each ``record_events`` activity the
-workflow scheduled carries the events of one step, so every stored event must appear there with the
+workflow scheduled carries the events of one step (in its input; run as a local activity, in the
+result its marker holds), so every stored event must appear there with the
 same id, type, sequence, time and payload, and every event there must be stored — the store cannot
 gain, lose or change an event without the history (kept by Temporal, outside duban's database)
 disagreeing. Commands the item refused are listed with their reasons (the ``state`` query).
@@ -132,9 +133,31 @@ async def _histories(client: Client, workflow_id: str) -> AsyncIterator[Any]:
         run_id = started.continued_execution_run_id if started is not None else None
 
 
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+"""The marker name under which the Temporal SDKs record a local activity's outcome."""
+
+
+def _local_recorded_events(marker: Any) -> list[dict[str, Any]]:
+    """The events a ``record_events`` local activity returned, from its marker (none for others)."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
+        return []
+    meta = [json.loads(p.data) for p in marker.details["data"].payloads]  # the SDK's own record
+    if not meta or meta[0].get("activity_type") != "record_events" or "result" not in marker.details:
+        return []
+    found: list[dict[str, Any]] = []
+    for payload in marker.details["result"].payloads:
+        found += json.loads(payload.data).get("events", [])
+    return found
+
+
 def _scheduled_events(history: Any) -> list[dict[str, Any]]:
+    """The events each ``record_events`` step carried: an activity's input, or (a local activity)
+    its result in the marker."""
     found = []
     for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            found += _local_recorded_events(event.marker_recorded_event_attributes)
+            continue
         if not event.HasField("activity_task_scheduled_event_attributes"):
             continue
         attrs = event.activity_task_scheduled_event_attributes

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from helpers.items import RULEBOOK
+from helpers.items import CST, RULEBOOK
 from helpers.notices import at, done, item
 from helpers.projections import project
 from sqlalchemy import Engine, select
@@ -99,7 +99,7 @@ def test_applied_corrections_count_in_the_next_open_period_and_the_snapshot_stay
     ItemProjector(closed_month).catch_up()
     assert read_snapshots(closed_month, "2026-11", "department")[0] == before  # a closed period never changes
     c = rm.unit_day_counters.c
-    today = datetime.now(UTC).date()
+    today = datetime.now(CST).date()  # the items' local day: after 16:00 UTC it is tomorrow there
     with closed_month.connect() as conn:
         moved = conn.execute(
             select(c.closed_on_time, c.closed_overdue, c.breached, c.escalated).where(

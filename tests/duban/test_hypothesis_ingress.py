@@ -78,6 +78,17 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
+def recorded(event: Any) -> bool:
+    """Whether a history event is a completed recording: an activity (histories before the local
+    recording) or a local activity's marker."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        return True
+    return (
+        event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+
+
 async def settle(handle: WorkflowHandle[Any, Any]) -> tuple[str, str]:
     """("failed", reason) once the workflow failed, or ("running", "") once it recorded its events."""
     for _ in range(400):
@@ -85,7 +96,7 @@ async def settle(handle: WorkflowHandle[Any, Any]) -> tuple[str, str]:
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
                 return "failed", event.workflow_execution_failed_event_attributes.failure.message
-        if any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in history.events):
+        if any(recorded(e) for e in history.events):
             return "running", ""
         await asyncio.sleep(0.02)
     raise AssertionError(f"{handle.id} neither failed nor recorded its registration")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import chaos
 from chaos_load import registration
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.topology]
 
 
 def figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -51,6 +51,7 @@ def test_there_are_golden_histories_with_timers_and_activities() -> None:
         "order_member",
         "order_workflow",
         "revision_two",
+        "local_recording",
     }
     text = (Path(__file__).parent / "histories" / "breached_and_escalated.json").read_text()
     assert "TIMER_FIRED" in text and "ACTIVITY_TASK_COMPLETED" in text
@@ -115,6 +116,35 @@ async def test_the_revision_two_history_needs_its_rules(monkeypatch: pytest.Monk
     path = Path(__file__).parent / "histories" / "revision_two.json"
     assert '"id":"rules-revision-2"' in base64_markers(path)
     await _fails_after(lambda: monkeypatch.setattr(workflow, "patched", lambda _id: False), path)
+
+
+async def test_the_local_recording_history_needs_its_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replayed as if the ``record-events-local`` marker were absent, the history diverges: an
+    activity would be scheduled where it recorded a local activity's marker."""
+    path = Path(__file__).parent / "histories" / "local_recording.json"
+    assert '"id":"record-events-local"' in base64_markers(path)
+    real = workflow.patched
+    without = lambda i: i != "record-events-local" and real(i)  # noqa: E731
+    await _fails_after(lambda: monkeypatch.setattr(workflow, "patched", without), path)
+
+
+@pytest.mark.parametrize("name", ["closed_on_time", "local_recording"])
+def test_the_audit_finds_every_recorded_step_in_either_kind_of_history(name: str) -> None:
+    """``duban audit item`` reads a step's events from an activity's input (histories recorded before
+    the local recording) or from a local activity's marker: in both, one unbroken stream from the
+    registration to the close, as many events as the history's record_events steps carried."""
+    from duban.audit.timeline import _scheduled_events
+
+    history = load(Path(__file__).parent / "histories" / f"{name}.json")
+    found = _scheduled_events(history)
+    raw = json.loads((Path(__file__).parent / "histories" / f"{name}.json").read_text())
+    kind = "MARKER_RECORDED" if name == "local_recording" else "ACTIVITY_TASK_SCHEDULED"
+    steps = [e for e in raw["events"] if e["eventType"].endswith(kind)]
+    if name == "local_recording":
+        steps = [e for e in steps if "result" in e["markerRecordedEventAttributes"]["details"]]
+    assert len(steps) >= 4
+    assert [e["sequence"] for e in found] == list(range(1, len(found) + 1))
+    assert found[0]["event_type"] == "ItemRegistered" and found[-1]["event_type"] == "ItemClosed"
 
 
 def base64_markers(path: Path) -> str:

@@ -23,7 +23,7 @@ from projections.frozen_periods import read_snapshots
 from projections.projector import ItemProjector
 from projections.scoring import load_scorebook
 from projections.store_sync import projection_lag
-from workflows.period_close import PeriodCloseInput, PeriodCloseWorkflow, period_ended_before
+from workflows.period_close import PeriodClosed, PeriodCloseInput, PeriodCloseWorkflow, period_ended_before
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -53,6 +53,15 @@ def test_an_unknown_cadence_is_refused() -> None:
         period_ended_before("hourly", datetime(2026, 11, 3, tzinfo=SH))
 
 
+async def close(env: WorkflowEnvironment, queue: str, input: PeriodCloseInput) -> PeriodClosed:
+    """Run the close on ``queue`` to its result. Time skipping is off: with no timer to skip to, the
+    test server would jump the shared clock to its ten-year default while the result is awaited."""
+    with env.auto_time_skipping_disabled():
+        return await env.client.execute_workflow(
+            PeriodCloseWorkflow.run, input, id=f"close-test-{queue}", task_queue=queue
+        )
+
+
 async def test_the_closing_workflow_waits_for_the_projection_then_freezes(
     workflow_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -73,11 +82,8 @@ async def test_the_closing_workflow_waits_for_the_projection_then_freezes(
         activities=[closing.close_period],
         workflow_runner=workflow_runner(),
     ):
-        closed = await workflow_env.client.execute_workflow(
-            PeriodCloseWorkflow.run,
-            PeriodCloseInput("daily", "Asia/Shanghai", period="2026-11-02"),
-            id=f"close-test-{queue}",
-            task_queue=queue,
+        closed = await close(
+            workflow_env, queue, PeriodCloseInput("daily", "Asia/Shanghai", period="2026-11-02")
         )
     assert (closed.period, closed.events_count, closed.scorebook_version) == (
         "2026-11-02",
@@ -111,11 +117,8 @@ async def test_a_weekly_close_makes_and_stores_the_weeks_notice_in_every_format(
         activities=[closing.close_period, documents.produce_documents],
         workflow_runner=workflow_runner(),
     ):
-        closed = await workflow_env.client.execute_workflow(
-            PeriodCloseWorkflow.run,
-            PeriodCloseInput("weekly", "Asia/Shanghai", period="2026-W45"),
-            id=f"close-test-{queue}",
-            task_queue=queue,
+        closed = await close(
+            workflow_env, queue, PeriodCloseInput("weekly", "Asia/Shanghai", period="2026-W45")
         )
     stored = DocumentStore(engine).list("2026-W45")
     assert sorted(d.format for d in stored) == ["docx", "html", "pdf", "xlsx"]

@@ -47,7 +47,9 @@ def _cmd(item: str, kind: str, actor: str, tag: str = "", **extra: object) -> It
     return ItemCommand(command_id, kind, actor, datetime.now(UTC), **extra)  # type: ignore[arg-type]
 
 
-async def _start(client: Client, item: str) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+async def _start(
+    client: Client, item: str, **dispatch_extra: object
+) -> WorkflowHandle[SupervisionItemWorkflow, object]:
     now = datetime.now(UTC)
     reg = Registration(
         item_id=item,
@@ -64,7 +66,7 @@ async def _start(client: Client, item: str) -> WorkflowHandle[SupervisionItemWor
         resolution_deadline=now + WINDOW,
         deadline_origin="rule",
     )
-    dispatch = _cmd(item, CommandKind.DISPATCH, "dispatcher:golden")
+    dispatch = _cmd(item, CommandKind.DISPATCH, "dispatcher:golden", **dispatch_extra)
     return await client.start_workflow(
         SupervisionItemWorkflow.run, ItemWorkflowInput(reg, [dispatch]), id=f"item-{item}", task_queue=QUEUE
     )
@@ -340,6 +342,23 @@ async def revision_two(client: Client) -> WorkflowHandle[SupervisionItemWorkflow
     return handle
 
 
+async def local_recording(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
+    """Events recorded by a local activity (the ``record-events-local`` marker) and memo and search
+    attributes upserted as what changed: a breach by timer, accept by update, rectify with evidence by
+    signal, verify and close by update."""
+    item = "golden-local"
+    handle = await _start(client, item, unit="Squad 3")
+    await asyncio.sleep(WINDOW.total_seconds() + 1.5)
+    await handle.execute_update(SupervisionItemWorkflow.apply_command, _cmd(item, "accept", "unit:Squad 3"))
+    submit = _cmd(item, "submit_rectification", "unit:Squad 3", unit="Squad 3", evidence=["photo:1"])
+    await handle.signal(SupervisionItemWorkflow.submit_command, submit)
+    for kind, actor in (("verify", "inspector:golden"), ("close", "office:golden")):
+        await handle.execute_update(
+            SupervisionItemWorkflow.apply_command, _cmd(item, kind, actor, unit="Squad 3")
+        )
+    return handle
+
+
 ORDER_ITEMS: OrderItems | None = None
 
 
@@ -351,6 +370,7 @@ SCENARIOS: dict[str, Callable[[Client], Awaitable[WorkflowHandle[SupervisionItem
     "governed_exceptions": governed_exceptions,
     "order_member": order_member,
     "revision_two": revision_two,
+    "local_recording": local_recording,
 }
 
 
