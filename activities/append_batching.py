@@ -3,9 +3,11 @@
 Each workflow step records its events in an activity of its own; on a busy worker dozens run at once
 and each would pay a transaction (and on SQLite wait for the single writer). ``AppendBatcher`` queues
 the steps that arrive while a transaction is running and writes them together in the next one
-(``EventStore.record_many``), at most ``max_events`` events per transaction. If that transaction
-fails, each step of it is recorded alone, so a step's own error (an event conflict, a value the
-database refuses) reaches only that step's activity, and the others are stored as if alone.
+(``EventStore.record_many``), at most ``max_events`` events per transaction. A step that shares an
+event id with one already taken (an activity retried while its first attempt still waits) waits for
+the next transaction, where it finds its events stored. If a transaction fails, each step of it is
+recorded alone, so a step's own error (an event conflict, a value the database refuses) reaches only
+that step's activity, and the others are stored as if alone.
 """
 
 from __future__ import annotations
@@ -63,12 +65,26 @@ class AppendBatcher:
     async def _write_all(self) -> None:
         while self._queue:
             taken: list[_Step] = []
+            ids: set[str] = set()
+            waiting: list[_Step] = []
             size = 0
-            while self._queue and (not taken or size + len(self._queue[0].events) <= self.max_events):
+            while self._queue:
                 step = self._queue.pop(0)
+                step_ids = {e.event_id for e in step.events}
+                full = taken and size + len(step.events) > self.max_events
+                if full or not ids.isdisjoint(step_ids):  # a retry of a queued step: the next one
+                    waiting.append(step)
+                    continue
                 taken.append(step)
+                ids |= step_ids
                 size += len(step.events)
-            await self._write(taken)
+            self._queue[:0] = waiting
+            try:
+                await self._write(taken)
+            finally:  # cancelled or failed unexpectedly: no caller waits for ever
+                for step in taken:
+                    if not step.done.done():
+                        step.done.set_exception(RuntimeError("the group commit was interrupted"))
 
     async def _write(self, steps: list[_Step]) -> None:
         self.transactions += 1

@@ -237,6 +237,8 @@ def trusted_event(data: dict[str, Any]) -> EventEnvelope:
         KeyError, TypeError, ValueError: ``data`` is not such an encoding (the caller then decodes
             the bytes with ``decode_event``, which names the field and the reason).
     """
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"schema version {data['schema_version']!r}: decode it strictly")
     payload = data["payload"]
     added = t.ADDED_FIELDS.get(data["event_type"])
     if added:

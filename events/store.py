@@ -235,13 +235,15 @@ class EventStore:
         encoded = [raw for _, raws in groups for raw in raws]
         if not events:
             return [(0, []) for _ in groups]
-        by_id = {e.event_id: (e, raw) for e, raw in zip(events, encoded, strict=True)}
+        by_id: dict[str, tuple[EventEnvelope, bytes]] = {}
+        for e, raw in zip(events, encoded, strict=True):
+            by_id.setdefault(e.event_id, (e, raw))  # an id given twice: the first copy counts
         stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
             stored_events.c.event_id
         )
         with self.engine.begin() as conn:
             out = self._as_stored(conn, by_id)  # recorded before (a retry): as stored, or a conflict
-            fresh = [(e, raw) for e, raw in zip(events, encoded, strict=True) if e.event_id not in out]
+            fresh = [pair for event_id, pair in by_id.items() if event_id not in out]
             inserted: set[str] = set()
             if fresh:
                 rows = self._rows(conn, [e for e, _ in fresh], [raw for _, raw in fresh])
@@ -250,10 +252,12 @@ class EventStore:
             raced = {i: by_id[i] for i in by_id if i not in out}  # stored meanwhile by another
             if raced:
                 out |= self._as_stored(conn, raced)
-        return [
-            (sum(1 for e in group if e.event_id in inserted), [out[e.event_id] for e in group])
-            for group, _ in groups
-        ]
+        results = []
+        for group, _ in groups:
+            new = [e.event_id for e in group if e.event_id in inserted]
+            inserted.difference_update(new)  # counted once, for the group that gave it first
+            results.append((len(new), [out[e.event_id] for e in group]))
+        return results
 
     @staticmethod
     def _as_stored(conn: Connection, by_id: dict[str, tuple[EventEnvelope, bytes]]) -> dict[str, bytes]:

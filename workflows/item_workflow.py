@@ -3,8 +3,8 @@
 Thin orchestration over ``workflows.item_rules``: commands arrive as signals (``submit_command``) or
 updates (``apply_command``, validated before they are accepted); deadlines are datetimes in the item
 state, and the workflow sleeps until the earliest pending timer or the next command, whichever comes
-first. Events of each step are recorded by the ``record_events`` activity (a local activity since
-``LOCAL_RECORDING_PATCH``).
+first. Events of each step are recorded by the ``record_events`` activity (a local activity for runs
+that ask for it: ``ItemWorkflowInput.local_recording``).
 
 Business time is ``workflow.now() - clock_offset_s``; the offset is 0 in production and lets a
 simulation run historical cases on a time-skipping server whose clock starts today.
@@ -57,11 +57,12 @@ MEMO_PATCH = "item-memo-and-order-progress"
 """``workflow.patched`` id guarding the memo upsert and order notifications (README, "Changing
 workflow code"): histories recorded before them replay without them."""
 LOCAL_RECORDING_PATCH = "record-events-local"
-"""``workflow.patched`` id of recording each step's events by a local activity (issue 14): the step's
-events are stored and published by the worker that runs the workflow task, without a round trip
-through the server's activity queue (one workflow task less per step). The activity's result
-carries the events it recorded into the history's marker, where ``duban audit item`` finds them as
-it finds an activity's input in histories recorded before."""
+"""``workflow.patched`` id of recording each step's events by a local activity when the start input
+asks for it (``ItemWorkflowInput.local_recording``; issue 14): the step's events are stored and
+published by the worker that runs the workflow task, without a round trip through the server's
+activity queue (one workflow task less per step). The activity's result carries the events it
+recorded into the history's marker, where ``duban audit item`` finds them as it finds an
+activity's input in the other histories."""
 RULES_PATCH = "rules-revision-2"
 """``workflow.patched`` id of the command rules of revision 2 (``item_model.RULES_REVISION``): a
 dispatch names its unit and a submit has evidence on every item, and a merge target must be a
@@ -77,7 +78,14 @@ class ItemWorkflowInput:
     simulation that delivers a day's commands at the start of the day sets a day).
 
     ``carried`` is the item state handed over by continue-as-new (``None`` on the first run); the run
-    continues as new once its history holds ``continue_as_new_after`` events."""
+    continues as new once its history holds ``continue_as_new_after`` events.
+
+    ``local_recording`` records each step by a local activity (``LOCAL_RECORDING_PATCH``): only for a
+    run whose worker's crash ends the whole run (the simulation), because a local activity stores
+    the step before the workflow task that computed it commits, and a task retried after a crash may
+    compute the step again with a later time (other timers due): the store would refuse it
+    (``EventConflict``) and the item would stop. Production items record by an ordinary activity,
+    scheduled in the history before anything is stored."""
 
     registration: Registration
     initial_commands: list[ItemCommand] = field(default_factory=list)
@@ -86,6 +94,7 @@ class ItemWorkflowInput:
     command_lead_tolerance_s: float = 300.0
     carried: ItemState | None = None
     continue_as_new_after: int = 4000
+    local_recording: bool = False
 
 
 def check_input(input: ItemWorkflowInput, workflow_id: str) -> None:
@@ -233,7 +242,7 @@ class SupervisionItemWorkflow:
             events += item_rules.fire_due_timers(self._state, now)
         if events:
             retry = RetryPolicy(maximum_interval=timedelta(seconds=10))
-            if workflow.patched(LOCAL_RECORDING_PATCH):
+            if self._input.local_recording and workflow.patched(LOCAL_RECORDING_PATCH):
                 await workflow.execute_local_activity(
                     record_events,
                     RecordEventsInput(events=events),

@@ -268,7 +268,14 @@ class Replay:
                 if start:
                     await start_item(
                         client,
-                        ItemWorkflowInput(plan.registration, plan.initial_commands, offset, False, tolerance),
+                        ItemWorkflowInput(
+                            plan.registration,
+                            plan.initial_commands,
+                            offset,
+                            False,
+                            tolerance,
+                            local_recording=True,  # a crash ends the whole replay: see the field
+                        ),
                         queue,
                     )
                 if not start or (plan.later_at is not None and _bucket(plan.later_at, origin, size) == day):

@@ -29,7 +29,7 @@ from events.chain import genesis, link
 from events.codec import decode_event, encode_event, trusted_event
 from events.envelope import EventEnvelope
 from events.sql import make_engine
-from events.store import EventStore, stored_events
+from events.store import EventStore, digest_of, stored_events
 from projections import read_models as rm
 from projections.projector import ItemProjector, RawMessage
 from workflows import item_rules
@@ -140,3 +140,41 @@ def test_trusted_events_equal_strictly_decoded_ones_and_strangers_are_dead_lette
         reasons = conn.execute(select(rm.dead_letters.c.reason)).scalars().all()
     assert sum("not in the event store" in r for r in reasons) == 3
     assert sum("differs from the event the store holds" in r for r in reasons) == 1
+
+
+async def test_a_step_retried_while_its_first_attempt_waits_is_stored_once(engine: Engine) -> None:
+    """Two attempts of one step (the second with a later ``recorded_at``, as a retried activity
+    stamps it) in flight together: stored once, both answered with the bytes the store holds."""
+    store = EventStore(engine)
+    store.create()
+    recorder = EventRecorder(store, None, "unused")
+    steps = item_steps(40)
+    again = [replace(e, recorded_at=datetime(2030, 1, 1, tzinfo=UTC)) for e in steps[3]]
+    pending = [recorder.appends.record(s, [encode_event(e) for e in s]) for s in steps]
+    pending.append(recorder.appends.record(again, [encode_event(e) for e in again]))
+    results = await asyncio.gather(*pending)
+    first, retried = results[3], results[-1]
+    assert first[0] == len(steps[3]) and retried[0] == 0  # new events counted once
+    assert retried[1] == first[1]  # both publish what the store holds: the first attempt's bytes
+    assert store.count() == sum(len(s) for s in steps) and chains_unbroken(engine)
+    with engine.connect() as conn:
+        held = dict(conn.execute(select(stored_events.c.event_id, stored_events.c.digest)).all())
+    assert [held[e.event_id] for e in steps[3]] == [digest_of(raw) for raw in first[1]]
+
+
+def test_an_event_given_twice_in_one_call_is_stored_as_first_given(engine: Engine) -> None:
+    store = EventStore(engine)
+    store.create()
+    [step] = item_steps(1)
+    later = [replace(e, recorded_at=datetime(2030, 1, 1, tzinfo=UTC)) for e in step]
+    raws, later_raws = [encode_event(e) for e in step], [encode_event(e) for e in later]
+    results = store.record_many([(step, raws), (later, later_raws)])
+    assert results == [(len(step), raws), (0, raws)]
+    assert store.count() == len(step) and chains_unbroken(engine)
+
+
+def test_a_trusted_event_of_another_schema_version_is_decoded_strictly() -> None:
+    [step] = item_steps(1)
+    data = orjson.loads(encode_event(replace(step[0], recorded_at=datetime(2026, 5, 4, tzinfo=UTC))))
+    with pytest.raises(ValueError, match="schema version"):
+        trusted_event(data | {"schema_version": 2})

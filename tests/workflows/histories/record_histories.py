@@ -48,7 +48,7 @@ def _cmd(item: str, kind: str, actor: str, tag: str = "", **extra: object) -> It
 
 
 async def _start(
-    client: Client, item: str, **dispatch_extra: object
+    client: Client, item: str, local_recording: bool = False, **dispatch_extra: object
 ) -> WorkflowHandle[SupervisionItemWorkflow, object]:
     now = datetime.now(UTC)
     reg = Registration(
@@ -68,7 +68,10 @@ async def _start(
     )
     dispatch = _cmd(item, CommandKind.DISPATCH, "dispatcher:golden", **dispatch_extra)
     return await client.start_workflow(
-        SupervisionItemWorkflow.run, ItemWorkflowInput(reg, [dispatch]), id=f"item-{item}", task_queue=QUEUE
+        SupervisionItemWorkflow.run,
+        ItemWorkflowInput(reg, [dispatch], local_recording=local_recording),
+        id=f"item-{item}",
+        task_queue=QUEUE,
     )
 
 
@@ -343,11 +346,12 @@ async def revision_two(client: Client) -> WorkflowHandle[SupervisionItemWorkflow
 
 
 async def local_recording(client: Client) -> WorkflowHandle[SupervisionItemWorkflow, object]:
-    """Events recorded by a local activity (the ``record-events-local`` marker) and memo and search
+    """Events recorded by a local activity (``local_recording``, the ``record-events-local`` marker, as
+    the simulation runs items) and memo and search
     attributes upserted as what changed: a breach by timer, accept by update, rectify with evidence by
     signal, verify and close by update."""
     item = "golden-local"
-    handle = await _start(client, item, unit="Squad 3")
+    handle = await _start(client, item, local_recording=True, unit="Squad 3")
     await asyncio.sleep(WINDOW.total_seconds() + 1.5)
     await handle.execute_update(SupervisionItemWorkflow.apply_command, _cmd(item, "accept", "unit:Squad 3"))
     submit = _cmd(item, "submit_rectification", "unit:Squad 3", unit="Squad 3", evidence=["photo:1"])
