@@ -197,18 +197,17 @@ class EventStore:
         Raises:
             events.errors.EventValidationError: an event is invalid (nothing is stored).
         """
-        return len(self._append(events, encoded))
-
-    def _append(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes] | None = None) -> set[str]:
-        """As ``append``; returns the ids of the events newly stored."""
         if not events:
-            return set()
+            return 0
         raws = list(encoded) if encoded is not None else [encode_event(e) for e in events]
-        stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
+        with self.engine.begin() as conn:
+            return len(conn.execute(self._insert(), self._rows(conn, events, raws)).all())
+
+    def _insert(self) -> Any:
+        """INSERT of event rows that skips ids already stored, returning the ids it stored."""
+        return insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
             stored_events.c.event_id
         )
-        with self.engine.begin() as conn:
-            return set(conn.execute(stmt, self._rows(conn, events, raws)).scalars())
 
     def record(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Append ``events`` (as ``append``); return how many were new and, in order, the encoding of
@@ -238,16 +237,13 @@ class EventStore:
         by_id: dict[str, tuple[EventEnvelope, bytes]] = {}
         for e, raw in zip(events, encoded, strict=True):
             by_id.setdefault(e.event_id, (e, raw))  # an id given twice: the first copy counts
-        stmt = insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
-            stored_events.c.event_id
-        )
         with self.engine.begin() as conn:
             out = self._as_stored(conn, by_id)  # recorded before (a retry): as stored, or a conflict
             fresh = [pair for event_id, pair in by_id.items() if event_id not in out]
             inserted: set[str] = set()
             if fresh:
                 rows = self._rows(conn, [e for e, _ in fresh], [raw for _, raw in fresh])
-                inserted = set(conn.execute(stmt, rows).scalars())
+                inserted = set(conn.execute(self._insert(), rows).scalars())
             out |= {event_id: by_id[event_id][1] for event_id in inserted}  # stored as given
             raced = {i: by_id[i] for i in by_id if i not in out}  # stored meanwhile by another
             if raced:

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.activity_contracts import RecordEventsInput, item_registered, record_events
     from workflows.errors import IllegalCommand
+    from workflows.item_memo import changed_only, item_memo
     from workflows.item_model import (
         RULES_REVISION,
         CommandOutcome,
@@ -241,21 +242,14 @@ class SupervisionItemWorkflow:
         if not self._state.terminal:
             events += item_rules.fire_due_timers(self._state, now)
         if events:
-            retry = RetryPolicy(maximum_interval=timedelta(seconds=10))
-            if self._input.local_recording and workflow.patched(LOCAL_RECORDING_PATCH):
-                await workflow.execute_local_activity(
-                    record_events,
-                    RecordEventsInput(events=events),
-                    start_to_close_timeout=RECORD_EVENTS_TIMEOUT,
-                    retry_policy=retry,
-                )
-            else:
-                await workflow.execute_activity(
-                    record_events,
-                    RecordEventsInput(events=events),
-                    start_to_close_timeout=RECORD_EVENTS_TIMEOUT,
-                    retry_policy=retry,
-                )
+            local = self._input.local_recording and workflow.patched(LOCAL_RECORDING_PATCH)
+            execute = workflow.execute_local_activity if local else workflow.execute_activity
+            await execute(
+                record_events,
+                RecordEventsInput(events=events),
+                start_to_close_timeout=RECORD_EVENTS_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            )
             self._upsert_search_attributes()
             if workflow.patched(MEMO_PATCH):
                 self._upsert_memo()
@@ -389,33 +383,3 @@ def _decoded(raw: RawValue) -> ItemCommand:
     if problem is not None:
         raise ApplicationError(problem, type="MalformedCommand", non_retryable=True)
     return cmd
-
-
-def changed_only(now: dict[str, Any], shown: dict[str, Any]) -> list[str]:
-    """The names of ``now`` whose values differ from ``shown`` (what the run has upserted so far),
-    and always the first name: every step upserts as it did when it sent every value, so a history
-    recorded then replays, while each upsert carries only what changed (each value is a payload,
-    and each payload costs the SDK's sandbox a context switch)."""
-    names = list(now)
-    return [n for i, n in enumerate(names) if i == 0 or n not in shown or shown[n] != now[n]]
-
-
-def item_memo(s: ItemState) -> dict[str, Any]:
-    """Memo fields of an item (JSON-native): stage, light, deadline, rung, unit and exception counts."""
-    from workflows.item_model import ESCALATION_LADDER
-
-    clock = s.clock("resolution")
-    return {
-        "stage": s.shown_stage,
-        "light": s.shown_light,
-        "resolution_deadline": clock.deadline.isoformat() if clock else None,
-        "escalated_to": ESCALATION_LADDER[s.escalation_level],
-        "department": s.department,
-        "unit": s.unit,
-        "rulebook_version": s.registration.policy.rulebook_version if s.registration.policy else None,
-        "extensions": s.extensions_granted,
-        "rework_episodes": s.rework_episodes,
-        "redispatches": s.redispatch_count,
-        "responders": [r.department for r in s.responders],
-        "merged_into": s.merged_into or None,
-    }
