@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():  # this script defines a workflow
     from duban.jobs.simulate import Replay, SimulationOptions, ensure_kafka, quiet_runtime
     from duban.processes.worker import workflow_runner
     from duban.stack.binaries import find_binary
+    from workflows.payload_converter import DATA_CONVERTER
 
 
 @workflow.defn
@@ -83,7 +84,7 @@ async def main(items: int, data: Path) -> float:
     await ensure_kafka(settings)
     binary = find_binary("temporal-test-server")
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary), runtime=quiet_runtime()
+        test_server_existing_path=str(binary), runtime=quiet_runtime(), data_converter=DATA_CONVERTER
     ) as env:
         with env.auto_time_skipping_disabled():  # as in the main job
             baseline = await trivial_rate(env.client, items, concurrency=64)

@@ -45,6 +45,7 @@ from projections.rankings import rank_units
 from workflows.item_client import ItemHandle, apply_command, item_workflow_id, start_item
 from workflows.item_model import CommandOutcome, ItemCommand
 from workflows.item_workflow import ItemOutcome, ItemWorkflowInput
+from workflows.payload_converter import DATA_CONVERTER
 
 MAX_CLOSE_WAIT_S = 86_400.0
 """The longest wait of ``close_period`` for the projection (a day): longer is a typo, not a plan."""
@@ -406,5 +407,7 @@ async def install_schedules(settings: Settings, zone: str) -> list[str]:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(f"zone: unknown IANA time zone {zone!r}") from None
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+    )
     return await install(client, zone, settings.task_queue)

@@ -145,7 +145,11 @@ def encode_event(event: EventEnvelope) -> bytes:
         EventValidationError: the envelope itself is invalid (validated before encoding), or its
             encoding is larger than ``events.bounds.MAX_EVENT_BYTES``.
     """
-    raw = json.dumps(event_to_dict(validate_event(event)), sort_keys=True, ensure_ascii=False).encode()
+    given = event_to_dict_unchecked(event)
+    normal = _checked(given)  # validated once, dumped as validated
+    for name in ("occurred_at", "recorded_at"):  # a datetime given was formatted in UTC already
+        normal[name] = given[name] if isinstance(getattr(event, name), datetime) else format_utc(normal[name])
+    raw = json.dumps(normal, sort_keys=True, ensure_ascii=False).encode()
     if len(raw) > b.MAX_EVENT_BYTES:
         raise EventValidationError("event", f"encodes to {len(raw)} bytes; at most {b.MAX_EVENT_BYTES}")
     return raw
@@ -173,6 +177,16 @@ def event_to_dict_unchecked(event: EventEnvelope) -> dict[str, Any]:
 
 def event_from_dict(data: Any) -> EventEnvelope:
     """Build an envelope from a JSON-native dict, validating every field.
+
+    Raises:
+        EventValidationError: names the first offending field and the reason.
+    """
+    return EventEnvelope(**_checked(data))
+
+
+def _checked(data: Any) -> dict[str, Any]:
+    """The fields of an envelope from a JSON-native dict, every one validated: the instants parsed
+    into aware UTC datetimes, the payload normalised (``validate_payload``).
 
     Raises:
         EventValidationError: names the first offending field and the reason.
@@ -205,19 +219,19 @@ def event_from_dict(data: Any) -> EventEnvelope:
     )
     if extra:
         raise EventValidationError(extra[0], "is not an envelope field")
-    return EventEnvelope(
-        event_id=data["event_id"],
-        event_type=data["event_type"],
-        schema_version=version,
-        item_id=data["item_id"],
-        sequence=sequence,
-        occurred_at=parse_utc(data.get("occurred_at"), "occurred_at"),
-        recorded_at=parse_utc(data.get("recorded_at"), "recorded_at"),
-        actor=data["actor"],
-        payload=validate_payload(data["event_type"], data.get("payload")),
-        correlation_id=data["correlation_id"],
-        causation_id=data["causation_id"],
-    )
+    return {
+        "event_id": data["event_id"],
+        "event_type": data["event_type"],
+        "schema_version": version,
+        "item_id": data["item_id"],
+        "sequence": sequence,
+        "occurred_at": parse_utc(data.get("occurred_at"), "occurred_at"),
+        "recorded_at": parse_utc(data.get("recorded_at"), "recorded_at"),
+        "actor": data["actor"],
+        "payload": validate_payload(data["event_type"], data.get("payload")),
+        "correlation_id": data["correlation_id"],
+        "causation_id": data["causation_id"],
+    }
 
 
 def _is_uuid(value: str) -> bool:
@@ -241,20 +255,24 @@ def trusted_event(data: dict[str, Any]) -> EventEnvelope:
         raise ValueError(f"schema version {data['schema_version']!r}: decode it strictly")
     payload = data["payload"]
     added = t.ADDED_FIELDS.get(data["event_type"])
-    if added:
+    if added and not added.keys() <= payload.keys():
         payload = {**{k: v for k, v in added.items() if k not in payload}, **payload}
     occurred_at = datetime.fromisoformat(data["occurred_at"])
     recorded_at = datetime.fromisoformat(data["recorded_at"])
     if occurred_at.utcoffset() != _ZERO or recorded_at.utcoffset() != _ZERO:
         raise ValueError("instants of an encoded event are in UTC")
+    if occurred_at.tzinfo is not UTC:
+        occurred_at = occurred_at.astimezone(UTC)
+    if recorded_at.tzinfo is not UTC:
+        recorded_at = recorded_at.astimezone(UTC)
     return EventEnvelope(
         event_id=data["event_id"],
         event_type=data["event_type"],
         schema_version=data["schema_version"],
         item_id=data["item_id"],
         sequence=data["sequence"],
-        occurred_at=occurred_at.astimezone(UTC),
-        recorded_at=recorded_at.astimezone(UTC),
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
         actor=data["actor"],
         payload=payload,
         correlation_id=data["correlation_id"],

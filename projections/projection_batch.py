@@ -25,6 +25,7 @@ from events import types as t
 from events.codec import decode_event, encode_event, trusted_event
 from events.envelope import EventEnvelope
 from events.errors import EventValidationError
+from events.sql_bulk import select_in
 from events.store import digest_of, event_of_row, stored_events
 from projections import read_models as rm
 from projections.evolve import adjustment_row, corrected, correction_bumps, evolve, interview_row, new_view
@@ -34,6 +35,10 @@ CHUNK = 500
 """Ids per ``IN (...)`` query."""
 STORE_TOPIC = "store"
 """The topic named in ``applied_events`` and dead letters for events read from the event store."""
+
+
+APPLIED_COLUMNS = ("event_id", "item_id", "sequence", "topic", "partition", "offset", "day")
+"""The ``applied_events`` columns, in the order of ``Batch.applied``'s tuples."""
 
 
 class RawMessage(NamedTuple):
@@ -100,12 +105,8 @@ Stored = dict[str, tuple[int, str | None]]
 
 def stored_digests(conn: Connection, event_ids: Sequence[str]) -> Stored:
     """The store position and digest of each of ``event_ids`` the event store holds."""
-    out: Stored = {}
-    c = stored_events.c
-    for ids in chunks(sorted(set(event_ids))):
-        query = select(c.event_id, c.position, c.digest).where(c.event_id.in_(ids))
-        out.update((r.event_id, (int(r.position), r.digest)) for r in conn.execute(query))
-    return out
+    rows = select_in(conn, stored_events, ("event_id", "position", "digest"), "event_id", event_ids)
+    return {event_id: (int(position), digest) for event_id, position, digest in rows}
 
 
 _UUID_CHARS = frozenset("0123456789abcdef-")
@@ -190,10 +191,7 @@ class Batch:
         self.conn = conn
         event_ids = sorted({ev.event_id for ev in events})
         item_ids = sorted({ev.item_id for ev in events} | {corrected(ev) for ev in events if corrected(ev)})
-        self.seen: set[str] = set()
-        for ids in chunks(event_ids):
-            query = select(rm.applied_events.c.event_id).where(rm.applied_events.c.event_id.in_(ids))
-            self.seen.update(conn.execute(query).scalars())
+        self.seen = {i for (i,) in select_in(conn, rm.applied_events, ("event_id",), "event_id", event_ids)}
         known = stored or {}
         self.stored = known | stored_digests(conn, [i for i in event_ids if i not in known])
         self.views: dict[str, dict[str, Any]] = {}
@@ -205,7 +203,7 @@ class Batch:
         self.interviews: list[dict[str, Any]] = []
         self.spans = [(r.start, r.end, r.frozen_at) for r in conn.execute(select(period_snapshots)).all()]
         self.days: dict[str, date] = {}
-        self.applied: list[dict[str, Any]] = []
+        self.applied: list[tuple[Any, ...]] = []  # values of APPLIED_COLUMNS
         self.dead: list[dict[str, Any]] = []
         self.changed: set[str] = set()
         self.duplicates = 0
@@ -228,15 +226,15 @@ class Batch:
         if ev.event_type not in t.NON_ITEM_EVENTS:
             self.changed.add(ev.item_id)
         self.applied.append(
-            {
-                "topic": entry.topic,
-                "partition": entry.partition,
-                "offset": entry.offset,
-                "event_id": ev.event_id,
-                "item_id": ev.item_id,
-                "sequence": ev.sequence,
-                "day": self.days.get(ev.event_id),
-            }
+            (
+                ev.event_id,
+                ev.item_id,
+                ev.sequence,
+                entry.topic,
+                entry.partition,
+                entry.offset,
+                self.days.get(ev.event_id),
+            )
         )
 
     def _vouch(self, entry: Entry) -> str:

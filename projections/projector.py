@@ -31,11 +31,13 @@ from sqlalchemy import Connection, Engine, case
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from events.sql import insert_ignoring_duplicates, upsert
+from events.sql_bulk import insert_rows, upsert_rows
 from events.store import EventStore
 from projections import read_models as rm
 from projections import store_sync
 from projections.frozen_periods import create_ledger
 from projections.projection_batch import (
+    APPLIED_COLUMNS,
     Batch,
     Entry,
     RawMessage,
@@ -223,25 +225,22 @@ class ItemProjector:
         conn: Connection,
         views: list[dict[str, Any]],
         counters: dict[tuple[str, str, date], dict[str, int]],
-        applied: list[dict[str, Any]],
+        applied: list[tuple[Any, ...]],
         dead: list[dict[str, Any]],
     ) -> None:
-        view_cols = [c.name for c in rm.item_view.c if c.name != "item_id"]
-        upsert(conn, rm.item_view, ["item_id"], views, lambda tb, ex: {c: ex[c] for c in view_cols})
-        rows = [
-            {"level": lv, "unit_key": key, "day": day, **{c: bucket.get(c, 0) for c in rm.COUNTER_COLUMNS}}
+        names = [c.name for c in rm.item_view.c]
+        upsert_rows(conn, rm.item_view, names, ["item_id"], [tuple(v[n] for n in names) for v in views])
+        counter_rows = [
+            (lv, key, day, *(bucket.get(c, 0) for c in rm.COUNTER_COLUMNS))
             for (lv, key, day), bucket in sorted(counters.items())
             if any(bucket.values())
         ]
-        upsert(
-            conn,
-            rm.unit_day_counters,
-            ["level", "unit_key", "day"],
-            rows,
-            lambda tb, ex: {c: tb.c[c] + ex[c] for c in rm.COUNTER_COLUMNS},
+        counter_names = ["level", "unit_key", "day", *rm.COUNTER_COLUMNS]
+        upsert_rows(
+            conn, rm.unit_day_counters, counter_names, ["level", "unit_key", "day"], counter_rows, adding=True
         )
-        if applied:  # a plain INSERT: a concurrent projector applying the same ids fails loudly
-            conn.execute(rm.applied_events.insert(), applied)
+        # a plain INSERT: a concurrent projector applying the same ids fails loudly
+        insert_rows(conn, rm.applied_events, APPLIED_COLUMNS, applied)
         if dead:
             now = datetime.now(UTC)
             dead = [{**row, "recorded_at": now} for row in dead]

@@ -35,6 +35,7 @@ from events.store import EventStore
 from workflows import search_attributes as sa
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
+from workflows.payload_converter import DATA_CONVERTER
 
 hypothesis_settings.register_profile(
     "ci",
@@ -77,7 +78,7 @@ def temporal_cli_path() -> Path:
 async def workflow_env(temporal_test_server_path: Path) -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping Temporal test server shared by the session (its clock is shared too)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server_path)
+        test_server_existing_path=str(temporal_test_server_path), data_converter=DATA_CONVERTER
     )
     try:
         yield env
@@ -94,7 +95,9 @@ async def dev_env(temporal_cli_path: Path) -> AsyncIterator[WorkflowEnvironment]
     The time-skipping test server is no stand-in for it under load: with signals of 200 KB it once
     acknowledged twelve signals that never reached the workflow's history."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli_path), search_attributes=sa.ALL_KEYS
+        dev_server_existing_path=str(temporal_cli_path),
+        search_attributes=sa.ALL_KEYS,
+        data_converter=DATA_CONVERTER,
     )
     try:
         yield env

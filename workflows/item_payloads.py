@@ -13,6 +13,7 @@ coerced, an unknown field or a repeated key is refused, and every refusal is a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -54,12 +55,18 @@ def _dataclass_of(hint: Any) -> type | None:
     return None
 
 
+@functools.cache
+def _hints(tp: type) -> dict[str, Any]:
+    """The resolved field types of dataclass ``tp`` (``typing.get_type_hints`` is costly: once per type)."""
+    return typing.get_type_hints(tp)
+
+
 def _unknown_field(tp: type, data: Any, path: str) -> str | None:
     """The dotted path of the first key of ``data`` that no field of dataclass ``tp`` (or of the
     dataclasses nested in it, in lists too) declares, or ``None``."""
     if not isinstance(data, dict):
         return None
-    hints = typing.get_type_hints(tp)
+    hints = _hints(tp)
     for key in data:
         if key not in hints:
             return f"{path}{key}"

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from duban.cli.common import DatabaseOpt, errors, run_async, writable_file
 from duban.config import load_settings
+from workflows.payload_converter import DATA_CONVERTER
 
 audit_app = typer.Typer(
     help="Auditors: verify the chained event log and its seals, recompute closed periods, item "
@@ -183,7 +184,11 @@ def item(
         if history:
 
             async def fetch() -> HistoryCheck:
-                client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+                client = await Client.connect(
+                    settings.temporal_target,
+                    namespace=settings.temporal_namespace,
+                    data_converter=DATA_CONVERTER,
+                )
                 return await check_history(client, engine, item_id)
 
             try:
@@ -224,7 +229,9 @@ def replay(
     settings = load_settings()
 
     async def go() -> ReplayReport:
-        client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+        client = await Client.connect(
+            settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+        )
         return await run_replay(client, query, limit=limit)
 
     with errors():

@@ -26,6 +26,7 @@ from duban.observability import temporal_runtime
 from events.sql import create_schema, insert_ignoring_duplicates, make_engine
 from events.store import EventStore
 from projections import read_models as rm
+from workflows.payload_converter import DATA_CONVERTER
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, Rulebook, load_rulebook
 
 metadata = MetaData()
@@ -86,7 +87,10 @@ async def open_gateway(
     """
     catalogue, rulebook = load_catalogue(catalogue_path), load_rulebook(rulebook_path)
     client = client or await Client.connect(
-        settings.temporal_target, namespace=settings.temporal_namespace, runtime=temporal_runtime()
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        runtime=temporal_runtime(),
+        data_converter=DATA_CONVERTER,
     )
     engine = make_engine(settings.database)
     try:

@@ -49,6 +49,7 @@ from events import types as t
 from events.errors import ValidationError
 from events.sql import create_schema, insert_ignoring_duplicates, make_engine, upsert
 from events.store import stored_events
+from workflows.payload_converter import DATA_CONVERTER
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.webhook_model import (
     DeliveryInput,
@@ -273,7 +274,9 @@ async def redeliver_parked(settings: Settings, subscription_id: str, event_id: s
             events = [event_id]
         else:
             events = [r["event_id"] for r in store.deliveries(subscription_id, "parked", 100_000)]
-        client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+        client = await Client.connect(
+            settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+        )
         retry = RetrySchedule(
             settings.webhook_retry_initial_s,
             settings.webhook_retry_max_interval_s,

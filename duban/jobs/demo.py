@@ -32,6 +32,7 @@ from workflows.item_client import apply_command, start_item
 from workflows.item_model import CommandKind, ItemCommand, ItemPolicy, LimitSpec, Registration, RungSpec
 from workflows.item_policy import policy_of
 from workflows.item_workflow import ItemWorkflowInput, SupervisionItemWorkflow
+from workflows.payload_converter import DATA_CONVERTER
 from workflows.rulebook import DEFAULT_RULEBOOK_PATH, load_rulebook
 
 MAX_ITEMS = 1000
@@ -166,7 +167,9 @@ async def run_demo(
     await asyncio.to_thread(stack_up, settings)
     await ensure_topics(settings)
     cases = load_cases("boston311", sample).cases[:items]
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+    )
     run = uuid.uuid4().hex[:6]
     window = timedelta(minutes=window_minutes)
     now = datetime.now(UTC)

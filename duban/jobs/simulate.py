@@ -46,6 +46,7 @@ from projections.read_models import dead_letters, item_view
 from projections.read_models import metadata as read_metadata
 from workflows.item_client import item_workflow_id, send_command, start_item
 from workflows.item_workflow import ItemWorkflowInput
+from workflows.payload_converter import DATA_CONVERTER
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +230,7 @@ class Replay:
                 return
             binary = find_binary("temporal-test-server")
             async with await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=str(binary), runtime=quiet_runtime()
+                test_server_existing_path=str(binary), runtime=quiet_runtime(), data_converter=DATA_CONVERTER
             ) as own:
                 await self._replay_on(own, plans, rec.recorder)
 

@@ -33,6 +33,7 @@ from events.working_calendar import CALENDARS, calendar_for, calendar_versions
 from projections.scoring import load_scorebook
 from workflows.item_workflow import SupervisionItemWorkflow
 from workflows.order_workflow import SupervisionOrderWorkflow
+from workflows.payload_converter import DATA_CONVERTER
 from workflows.period_close import PeriodCloseWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -138,7 +139,10 @@ async def run_worker(settings: Settings, status_port: int = 0, status_host: str 
     """
     runtime = obs.temporal_runtime() if status_port else None
     client = await Client.connect(
-        settings.temporal_target, namespace=settings.temporal_namespace, runtime=runtime
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        runtime=runtime,
+        data_converter=DATA_CONVERTER,
     )
     engine = make_engine(settings.database)
     paging = OrderPaging(client, OrderItems(engine), settings.task_queue)

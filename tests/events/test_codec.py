@@ -197,6 +197,18 @@ def test_every_event_type_round_trips(event_type: str) -> None:
     assert encode_event(decoded) == encode_event(event)
 
 
+@pytest.mark.parametrize("event_type", sorted(t.EVENT_TYPES))
+def test_encoding_is_the_sorted_json_of_the_validated_fields(event_type: str) -> None:
+    """The bytes every stored digest and chain was computed on: ``json.dumps`` of the envelope's
+    JSON-native dict, keys sorted, non-ASCII kept, instants in UTC (also when given in another
+    offset, with microseconds)."""
+    plus8 = timezone(timedelta(hours=8))
+    event = envelope(event_type)
+    event = replace(event, occurred_at=(T0 + timedelta(microseconds=7)).astimezone(plus8), actor="unit:市政")
+    expected = json.dumps(event_to_dict(event), sort_keys=True, ensure_ascii=False).encode()
+    assert encode_event(event) == expected
+
+
 def test_decode_accepts_str_and_bytes() -> None:
     raw = encode_event(envelope())
     assert decode_event(raw) == decode_event(raw.decode())

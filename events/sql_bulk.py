@@ -1,0 +1,145 @@
+"""Bulk statements for the hot paths (the projection's lookups and its ``applied_events`` rows),
+sent to the DB-API driver directly.
+
+SQLAlchemy's Core statements cost about 10 µs per row of an executemany (building each row's
+parameters through every column's processors) and render a 500-id ``IN`` list anew on every call;
+for the projection's thousands of rows per batch that was a third of its time (issue 14, profiled
+with cProfile on ``bench/bench_rankings.py``). These helpers build the SQL text once per table and
+shape, and apply only the bind and result processors the dialect really has for a column (SQLite's
+``Date`` is stored as text, for example), so the values stored and read are the ones the Core
+statements would store and read. SQLite and PostgreSQL (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Column, Connection, Table
+from sqlalchemy.engine import Dialect
+
+IN_CHUNK = 500
+"""Ids per ``IN (...)`` list on SQLite (its default limit of bound parameters is far above)."""
+
+
+def _placeholder(dialect: Dialect) -> str:
+    if dialect.paramstyle == "qmark":
+        return "?"
+    if dialect.paramstyle in ("format", "pyformat"):
+        return "%s"
+    raise NotImplementedError(f"paramstyle {dialect.paramstyle!r} (SQLite and psycopg 3 are supported)")
+
+
+def _columns(table: Table, names: Sequence[str]) -> list[Column[Any]]:
+    return [table.c[name] for name in names]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
+    quote = dialect.identifier_preparer.quote
+    mark = _placeholder(dialect)
+    return (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join(mark for _ in names)})"
+    )
+
+
+def _bound(dialect: Dialect, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """``rows`` as tuples, each value through its column's bind processor where the dialect has one."""
+    processors = [
+        (i, c.type.dialect_impl(dialect).bind_processor(dialect))
+        for i, c in enumerate(_columns(table, names))
+    ]
+    needed = [(i, p) for i, p in processors if p is not None]
+    if not needed:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, process in needed:
+            values[i] = process(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT ``rows`` (tuples of the values of columns ``names``, in that order) into ``table`` as
+    one executemany, each value through its column's bind processor if the dialect has one.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: as ``Connection.exec_driver_sql`` (e.g. ``IntegrityError`` for
+            a key already present).
+    """
+    if rows:
+        sql = _insert_sql(conn.dialect, table, tuple(names))
+        conn.exec_driver_sql(sql, _bound(conn.dialect, table, names, rows))
+
+
+def upsert_rows(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    key: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    adding: bool = False,
+) -> None:
+    """INSERT ``rows`` (tuples of the values of columns ``names``) into ``table``; a row whose
+    ``key`` columns exist already updates that row instead: its other columns take the new values,
+    or, with ``adding``, the sum of the stored and the new values (counters). One executemany
+    (``INSERT … ON CONFLICT (key) DO UPDATE``, SQLite and PostgreSQL).
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: as ``Connection.exec_driver_sql``.
+    """
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    target = quote(table.name)
+    updates = ", ".join(
+        f"{quote(n)} = {target}.{quote(n)} + excluded.{quote(n)}"
+        if adding
+        else f"{quote(n)} = excluded.{quote(n)}"
+        for n in names
+        if n not in key
+    )
+    sql = (
+        f"{_insert_sql(conn.dialect, table, tuple(names))} "
+        f"ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {updates}"
+    )
+    conn.exec_driver_sql(sql, _bound(conn.dialect, table, names, rows))
+
+
+def select_in(
+    conn: Connection, table: Table, names: Sequence[str], key: str, values: Sequence[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The ``names`` columns of the rows of ``table`` whose column ``key`` is one of ``values``
+    (strings or integers; repeats are asked once), as tuples in no particular order, each value
+    through its column's result processor if the dialect has one."""
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = _columns(table, names)
+    processors: list[Callable[[Any], Any] | None] = [
+        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+    ]
+    head = f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(table.name)} WHERE {quote(key)}"
+    unique = sorted(set(values))
+    if dialect.name == "postgresql":
+        batches: Iterator[Sequence[Any]] = iter([unique] if unique else [])
+    else:
+        batches = (unique[i : i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK))
+    mark = _placeholder(dialect)
+    cursor = conn.connection.cursor()  # this transaction's DB-API connection, rows as plain tuples
+    try:
+        for batch in batches:
+            if dialect.name == "postgresql":
+                cursor.execute(f"{head} = ANY({mark})", (list(batch),))
+            else:
+                cursor.execute(f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch))
+            for row in cursor.fetchall():
+                if any(processors):
+                    yield tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
+                else:
+                    yield tuple(row)
+    finally:
+        cursor.close()
