@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
 
 IN_CHUNK = 500
 """Ids per ``IN (...)`` list on SQLite (its default limit of bound parameters is far above)."""
@@ -57,8 +58,11 @@ def _bound(dialect: Dialect, table: Table, names: Sequence[str], rows: Sequence[
     out = []
     for row in rows:
         values = list(row)
-        for i, process in needed:
-            values[i] = process(values[i])
+        try:
+            for i, process in needed:
+                values[i] = process(values[i])
+        except Exception as exc:  # as Core reports a value its processor refuses (``database_refused``)
+            raise StatementError(f"{type(exc).__name__}: {exc}", table.name, None, exc) from exc
         out.append(tuple(values))
     return out
 
@@ -129,17 +133,15 @@ def select_in(
     else:
         batches = (unique[i : i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK))
     mark = _placeholder(dialect)
-    cursor = conn.connection.cursor()  # this transaction's DB-API connection, rows as plain tuples
-    try:
-        for batch in batches:
-            if dialect.name == "postgresql":
-                cursor.execute(f"{head} = ANY({mark})", (list(batch),))
+    for batch in batches:
+        if dialect.name == "postgresql":
+            rows = conn.exec_driver_sql(f"{head} = ANY({mark})", (list(batch),)).fetchall()
+        else:
+            rows = conn.exec_driver_sql(
+                f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch)
+            ).fetchall()
+        for row in rows:
+            if any(processors):
+                yield tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
             else:
-                cursor.execute(f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch))
-            for row in cursor.fetchall():
-                if any(processors):
-                    yield tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-                else:
-                    yield tuple(row)
-    finally:
-        cursor.close()
+                yield tuple(row)

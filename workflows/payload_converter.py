@@ -29,6 +29,15 @@ from temporalio.converter import (
 
 
 @functools.cache
+def _plain_dataclass(tp: type) -> bool:
+    """Whether ``tp`` is a dataclass deriving only from dataclasses (a dataclass that is also a
+    mapping, a sequence or an enum takes another branch of the SDK's conversion: left to it)."""
+    return dataclasses.is_dataclass(tp) and all(
+        dataclasses.is_dataclass(k) or k is object for k in tp.__mro__
+    )
+
+
+@functools.cache
 def _fields(tp: type) -> tuple[tuple[str, Any, bool], ...]:
     """``(name, resolved type, init)`` of each field of dataclass ``tp``, in declaration order."""
     hints = typing.get_type_hints(tp)
@@ -37,11 +46,13 @@ def _fields(tp: type) -> tuple[tuple[str, Any, bool], ...]:
 
 class DataclassDecoder(JSONTypeConverter):
     """Decodes a JSON object into a dataclass as ``temporalio.converter.value_to_type`` does, with
-    the field types resolved once per dataclass. Anything else is left to the SDK (``Unhandled``).
+    the field types resolved once per dataclass (so an annotation's name rebound after the first
+    decode is not seen: duban never does that). Anything else, and a dataclass deriving from a
+    class that is not one, is left to the SDK (``Unhandled``).
     """
 
     def to_typed_value(self, hint: type, value: Any) -> Any:
-        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict)):
+        if not (isinstance(hint, type) and isinstance(value, dict) and _plain_dataclass(hint)):
             return JSONTypeConverter.Unhandled
         init_values: dict[str, Any] = {}
         other_values: dict[str, Any] = {}

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, Engine, MetaData, Table, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 
 from events.sql import make_engine
 from events.sql_bulk import IN_CHUNK, insert_rows, select_in, upsert_rows
 from projections import read_models as rm
 from projections.projection_batch import APPLIED_COLUMNS
+from projections.projector import database_refused
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -161,3 +162,21 @@ def test_select_in_finds_exactly_the_rows_asked_for_past_one_chunk(engine: Engin
     assert sorted(found) == sorted((r[0], r[6], r[5]) for r in rows[::2])
     with engine.connect() as conn:
         assert list(select_in(conn, rm.applied_events, ("event_id",), "event_id", [])) == []
+
+
+def test_a_database_error_is_sqlalchemys_as_with_core(engine: Engine) -> None:
+    """The projector tells a failing database (retry) from a refused value (dead letter) by
+    SQLAlchemy's exception classes: the bulk statements raise the same ones."""
+    missing = Table("no_such_table", MetaData(), *(Column(c.name, c.type) for c in rm.applied_events.c))
+    with pytest.raises(SQLAlchemyError), engine.connect() as conn:
+        list(select_in(conn, missing, ("event_id",), "event_id", ["x"]))
+    with pytest.raises(SQLAlchemyError), engine.begin() as conn:
+        insert_rows(conn, missing, APPLIED_COLUMNS, applied_rows(1))
+
+
+def test_a_value_its_column_refuses_is_a_refused_value_as_with_core(engine: Engine) -> None:
+    names = [c.name for c in rm.item_view.c]
+    naive = view("v1", datetime(2025, 3, 9, 23, 30), "registered")  # no time zone: the column refuses it
+    with pytest.raises(StatementError) as caught, engine.begin() as conn:
+        upsert_rows(conn, rm.item_view, names, ["item_id"], [tuple(naive[n] for n in names)])
+    assert database_refused(caught.value)

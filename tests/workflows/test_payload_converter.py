@@ -16,6 +16,7 @@ import importlib
 import json
 import pkgutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,42 @@ def test_every_history_payload_decodes_as_with_the_default_converter(hint: type)
             if expected[0] == "ok":  # and encodes back to the same bytes (or fails alike)
                 assert encoded(duban, expected[1]) == encoded(default, expected[1])
     assert compared > 1000
+
+
+@dataclasses.dataclass
+class _Inner:
+    at: datetime
+
+
+@dataclasses.dataclass
+class _Mapping(dict[str, Any]):  # the SDK's mapping branch decodes it, not the dataclass one
+    name: str = ""
+
+
+@dataclasses.dataclass
+class _Shapes:
+    maybe: _Inner | None
+    either: int | _Inner
+    many: list[_Inner]
+    by_key: dict[str, _Inner]
+    mapping: _Mapping
+    hidden: int = dataclasses.field(default=0, init=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"maybe": None, "either": 3, "many": [], "by_key": {}, "mapping": {"name": "x", "extra": 1},
+         "hidden": 5},
+        {"maybe": {"at": "2025-01-01T00:00:00+08:00"}, "either": {"at": "2025-01-01T00:00:00Z"},
+         "many": [{"at": "2025-01-01T00:00:00+00:00"}], "by_key": {"k": {"at": "2025-01-01T00:00:00+00:00"}},
+         "mapping": {}},
+        {"maybe": {"at": 5}, "either": "x", "many": [{}], "by_key": {"k": 1}, "mapping": []},
+    ],
+)  # fmt: skip
+def test_shapes_duban_does_not_use_yet_decode_as_with_the_default_converter(value: dict[str, Any]) -> None:
+    """Optional, union, list and dict members, ``init=False`` fields, a dataclass that is a mapping."""
+    default = DataConverter.default.payload_converter
+    duban = DATA_CONVERTER.payload_converter
+    for variant in variants(value):
+        assert outcome(duban, variant, _Shapes) == outcome(default, variant, _Shapes), variant
