@@ -33,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from events import types as t
 from events.codec import event_to_dict, format_utc
+from events.errors import DubanError
 from events.store import EventStore
 from workflows.item_client import item_workflow_id
 
@@ -83,18 +84,22 @@ class HistoryCheck:
     in_history: int = 0
     reasons: dict[str, str] = field(default_factory=dict)
     history_only: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # what in the histories is not a recording
 
     @property
     def ok(self) -> bool:
-        """Whether the store and the histories hold the same events."""
-        return not (self.only_in_store or self.only_in_history or self.differing)
+        """Whether the store and the histories hold the same events, and every recording in the
+        histories could be read."""
+        return not (self.only_in_store or self.only_in_history or self.differing or self.unreadable)
 
     def summary(self) -> str:
         """The counts in words: events stored, in the histories, alike, differing, only in one."""
         return (
             f"{self.stored} events stored, {self.in_history} in the workflow history: {self.matched} alike, "
             f"{len(self.differing)} differing, {len(self.only_in_store)} only in the store, "
-            f"{len(self.only_in_history)} only in the history; {self.runs} run(s)"
+            f"{len(self.only_in_history)} only in the history"
+            + (f", {len(self.unreadable)} unreadable in the history" if self.unreadable else "")
+            + f"; {self.runs} run(s)"
         )
 
 
@@ -137,34 +142,60 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 """The marker name under which the Temporal SDKs record a local activity's outcome."""
 
 
-def _local_recorded_events(marker: Any) -> list[dict[str, Any]]:
-    """The events a ``record_events`` local activity returned, from its marker (none for others)."""
-    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
-        return []
-    meta = [json.loads(p.data) for p in marker.details["data"].payloads]  # the SDK's own record
-    if not meta or meta[0].get("activity_type") != "record_events" or "result" not in marker.details:
-        return []
-    found: list[dict[str, Any]] = []
-    for payload in marker.details["result"].payloads:
-        found += json.loads(payload.data).get("events", [])
+def _json_objects(payloads: Any, where: str, unreadable: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of ``payloads``; any other payload is noted in ``unreadable``."""
+    found = []
+    for n, payload in enumerate(payloads):
+        try:
+            value = json.loads(payload.data)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
+            value = None
+        if isinstance(value, dict):
+            found.append(value)
+        else:
+            unreadable.append(f"{where}, payload {n + 1}: not a JSON object")
     return found
 
 
-def _scheduled_events(history: Any) -> list[dict[str, Any]]:
+def _recorded(carriers: list[dict[str, Any]], where: str, unreadable: list[str]) -> list[dict[str, Any]]:
+    """The events listed by ``carriers`` (a recording's input or result: ``{"events": [...]}``)."""
+    found: list[dict[str, Any]] = []
+    for carrier in carriers:
+        events = carrier.get("events", [])
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            unreadable.append(f"{where}: its events are not a list of JSON objects")
+            continue
+        found += events
+    return found
+
+
+def _local_recorded_events(marker: Any, where: str, unreadable: list[str]) -> list[dict[str, Any]]:
+    """The events a ``record_events`` local activity returned, from its marker (none for others)."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
+        return []
+    meta = _json_objects(marker.details["data"].payloads, where, unreadable)  # the SDK's own record
+    if not meta or meta[0].get("activity_type") != "record_events" or "result" not in marker.details:
+        return []
+    return _recorded(_json_objects(marker.details["result"].payloads, where, unreadable), where, unreadable)
+
+
+def _scheduled_events(history: Any, unreadable: list[str] | None = None) -> list[dict[str, Any]]:
     """The events each ``record_events`` step carried: an activity's input, or (a local activity)
-    its result in the marker."""
+    its result in the marker. What cannot be read as a recording is noted in ``unreadable``
+    (history event id and why), never raised."""
+    unreadable = [] if unreadable is None else unreadable
     found = []
     for event in history.events:
+        where = f"history event {event.event_id}"
         if event.HasField("marker_recorded_event_attributes"):
-            found += _local_recorded_events(event.marker_recorded_event_attributes)
+            found += _local_recorded_events(event.marker_recorded_event_attributes, where, unreadable)
             continue
         if not event.HasField("activity_task_scheduled_event_attributes"):
             continue
         attrs = event.activity_task_scheduled_event_attributes
         if attrs.activity_type.name != "record_events":
             continue
-        for payload in attrs.input.payloads:
-            found += json.loads(payload.data).get("events", [])
+        found += _recorded(_json_objects(attrs.input.payloads, where, unreadable), where, unreadable)
     return found
 
 
@@ -186,8 +217,14 @@ async def check_history(client: Client, engine: Engine, item_id: str) -> History
     scheduled: dict[str, dict[str, Any]] = {}
     async for history in _histories(client, workflow_id):
         check.runs += 1
-        for event in _scheduled_events(history):
-            scheduled.setdefault(event["event_id"], _comparable(event))
+        for event in _scheduled_events(history, check.unreadable):
+            try:
+                comparable = _comparable(event)
+            except (DubanError, KeyError, TypeError) as exc:  # not an event: noted, never raised
+                reason = str(exc) if isinstance(exc, DubanError) else f"{type(exc).__name__}: {exc}"
+                check.unreadable.append(f"run {check.runs}: a recorded event that is not one ({reason})")
+                continue
+            scheduled.setdefault(comparable["event_id"], comparable)
     stored = {e.event_id: _comparable(event_to_dict(e)) for e in EventStore(engine).read(item_id)}
     check.stored, check.in_history = len(stored), len(scheduled)
     for event_id, event in stored.items():
@@ -238,6 +275,7 @@ def render(rows: list[dict[str, Any]], check: HistoryCheck | None, fmt: str, ite
         writer.writerows(
             e | {"history": "only in the workflow history (not stored)"} for e in check.history_only
         )
+        writer.writerows({"history": f"unreadable in the history: {u}"} for u in check.unreadable)
         return out.getvalue()
     cells = "".join(
         "<tr>" + "".join(f"<td>{escape(str(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in rows
@@ -253,6 +291,7 @@ def render(rows: list[dict[str, Any]], check: HistoryCheck | None, fmt: str, ite
             if r["event_id"] in check.reasons
         ]
         wrong += [f"{escape(i)}: only in the workflow history (not stored)" for i in check.only_in_history]
+        wrong += [f"unreadable in the history: {escape(u)}" for u in check.unreadable]
         if wrong:
             verdict += "<ul>" + "".join(f"<li>{w}</li>" for w in wrong) + "</ul>"
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)

@@ -147,6 +147,42 @@ def test_the_audit_finds_every_recorded_step_in_either_kind_of_history(name: str
     assert found[0]["event_type"] == "ItemRegistered" and found[-1]["event_type"] == "ItemClosed"
 
 
+@pytest.mark.parametrize("name", ["closed_on_time", "local_recording"])
+def test_the_audit_notes_what_it_cannot_read_in_a_tampered_history_and_reads_the_rest(name: str) -> None:
+    """A history whose recordings were altered (a payload that is not JSON, one that is not an
+    object, events that are not a list) is no crash for ``duban audit item``: each altered
+    recording is noted with its history event id, every other recording is read."""
+    from duban.audit.timeline import HistoryCheck, _scheduled_events
+
+    path = Path(__file__).parent / "histories" / f"{name}.json"
+    intact = len(_scheduled_events(load(path)))
+    raw = json.loads(path.read_text())
+    carriers = []  # the payload lists of the recordings, in history order
+    for event in raw["events"]:
+        scheduled = event.get("activityTaskScheduledEventAttributes", {})
+        if scheduled.get("activityType", {}).get("name") == "record_events":
+            carriers.append((event["eventId"], scheduled["input"]))
+        details = event.get("markerRecordedEventAttributes", {}).get("details", {})
+        if "result" in details:
+            carriers.append((event["eventId"], details["result"]))
+    assert len(carriers) >= 4
+    tampered = {}
+    for (event_id, payloads), data in zip(
+        carriers[1:4], [b"\xff\x00", b"[1, 2]", b'{"events": "x"}'], strict=True
+    ):
+        lost = json.loads(base64.b64decode(payloads["payloads"][0]["data"])).get("events", [])
+        payloads["payloads"][0]["data"] = base64.b64encode(data).decode()
+        tampered[str(event_id)] = len(lost)
+    check = HistoryCheck()
+    workflow_id = raw["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
+    found = _scheduled_events(WorkflowHistory.from_json(workflow_id, raw), check.unreadable)
+    assert len(found) == intact - sum(tampered.values())
+    assert sorted(
+        u.split(",")[0].split(":")[0].removeprefix("history event ") for u in check.unreadable
+    ) == sorted(tampered)
+    assert not check.ok and f"{len(tampered)} unreadable" in check.summary()
+
+
 def base64_markers(path: Path) -> str:
     """The decoded details of the history's marker events (patch markers carry their id there)."""
     out = []
