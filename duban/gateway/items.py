@@ -20,6 +20,7 @@ from duban import services
 from duban.gateway.context import Gateway
 from duban.gateway.intake import CommandBody, RegisterBody, command_of, registration_of
 from duban.gateway.keys import REGISTER, IntegratorKey
+from events import bounds
 from events.errors import DubanError, ValidationError
 from workflows import search_attributes as sa
 from workflows.item_client import item_workflow_id
@@ -71,6 +72,12 @@ class Registered:
     registration: Registration
 
 
+def shown(item_id: str) -> str:
+    """``item_id`` as a refusal shows it: at most ``events.bounds.IDENTIFIER``'s length (a longer
+    one, which no item has, is cut and says by how much), so a refusal never echoes a huge input."""
+    return bounds.clipped(item_id, bounds.IDENTIFIER.max_chars)
+
+
 async def item_state(gw: Gateway, item_id: str) -> ItemState:
     """The item's state as its workflow holds it (a closed item's too, while Temporal keeps it).
 
@@ -84,10 +91,10 @@ async def item_state(gw: Gateway, item_id: str) -> ItemState:
         )
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise ItemNotFound(f"no item {item_id!r}") from None
+            raise ItemNotFound(f"no item {shown(item_id)!r}") from None
         raise
     if state is None:  # the workflow has not run its first task yet
-        raise ItemNotFound(f"item {item_id!r} is being registered; ask again in a moment")
+        raise ItemNotFound(f"item {shown(item_id)!r} is being registered; ask again in a moment")
     return state
 
 
@@ -193,7 +200,7 @@ async def standing(gw: Gateway, item_id: str) -> Standing | None:
         described = await gw.client.get_workflow_handle(item_workflow_id(item_id)).describe()
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise ItemNotFound(f"no item {item_id!r}") from None
+            raise ItemNotFound(f"no item {shown(item_id)!r}") from None
         raise
     if described.status != WorkflowExecutionStatus.RUNNING:
         return None

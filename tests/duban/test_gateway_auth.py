@@ -180,3 +180,17 @@ async def test_a_command_delivered_twice_is_applied_once(gateway: RunningGateway
     assert other.status_code == 409 and "ended" in other.json()["reason"]
     types = [e.event_type for e in EventStore(gateway.engine).read(item)]
     assert types.count("ItemDispatched") == 1 and types.count("ItemCancelled") == 1
+
+
+async def test_a_refusal_never_echoes_a_huge_item_id(gateway: RunningGateway) -> None:
+    """An item id far past any item's length (5,000 characters, in the path) is answered with a
+    short refusal that names it cut, never the whole input."""
+    huge = "q" * 5000
+    async with gateway.http(gateway.key("office4")) as http:
+        answers = [
+            await http.get(f"/v1/items/{huge}"),
+            await http.post(f"/v1/items/{huge}/commands", json=cmd("dispatch", "dispatcher", "z")),
+        ]
+    for answer in answers:
+        assert answer.status_code in (404, 422), answer.text[:300]
+        assert len(answer.text) < 1000 and huge not in answer.text, answer.text[:300]
