@@ -339,7 +339,7 @@ class Batch:
         if counted != day:  # its day was closed before it was recorded: it counts on the next open day
             bumps["late"] = 1
         cohort = {n: bumps.pop(n) for n in list(bumps) if n.startswith("cohort_")}
-        cohort_day = view["registered_at"].astimezone(zone).date()
+        cohort_day = view["registered_at"].astimezone(zone).date() if cohort else day
         updates: list[tuple[tuple[str, str, date], dict[str, int]]] = []
         for level in rm.LEVELS:
             key = view[rm.LEVEL_COLUMN.get(level, level)]

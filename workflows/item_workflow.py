@@ -86,7 +86,11 @@ class ItemWorkflowInput:
     the step before the workflow task that computed it commits, and a task retried after a crash may
     compute the step again with a later time (other timers due): the store would refuse it
     (``EventConflict``) and the item would stop. Production items record by an ordinary activity,
-    scheduled in the history before anything is stored."""
+    scheduled in the history before anything is stored.
+
+    ``memo`` false upserts no memo: for a run whose server nobody inspects (the simulation's own
+    time-skipping server, discarded at its end); each memo value is a payload, which the SDK's
+    sandbox visits one by one."""
 
     registration: Registration
     initial_commands: list[ItemCommand] = field(default_factory=list)
@@ -96,6 +100,7 @@ class ItemWorkflowInput:
     carried: ItemState | None = None
     continue_as_new_after: int = 4000
     local_recording: bool = False
+    memo: bool = True
 
 
 def check_input(input: ItemWorkflowInput, workflow_id: str) -> None:
@@ -294,8 +299,11 @@ class SupervisionItemWorkflow:
         workflow.upsert_search_attributes([u for u in updates if u.key.name in changed])
 
     def _upsert_memo(self) -> None:
-        """The memo the Temporal UI shows: what an operator asks first about an item."""
+        """The memo the Temporal UI shows: what an operator asks first about an item (none when the
+        input says nobody looks: ``ItemWorkflowInput.memo``)."""
         assert self._state is not None
+        if not self._input.memo:
+            return
         memo = item_memo(self._state)
         changed = changed_only(memo, self._memo_shown)
         self._memo_shown = memo

@@ -276,6 +276,7 @@ class Replay:
                             False,
                             tolerance,
                             local_recording=True,  # a crash ends the whole replay: see the field
+                            memo=False,  # nobody inspects the replay's own server
                         ),
                         queue,
                     )

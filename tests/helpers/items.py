@@ -80,6 +80,7 @@ async def start_item(
     reg: Registration,
     initial: list[ItemCommand] | None = None,
     clock_offset_s: float = 0.0,
+    memo: bool = True,
 ) -> WorkflowHandle[SupervisionItemWorkflow, ItemOutcome]:
     return await env.client.start_workflow(
         SupervisionItemWorkflow.run,
@@ -88,6 +89,7 @@ async def start_item(
             initial_commands=opening_commands(reg.reported_at) if initial is None else initial,
             clock_offset_s=clock_offset_s,
             search_attributes=False,
+            memo=memo,
         ),
         id=f"item-{reg.item_id}",
         task_queue=task_queue,

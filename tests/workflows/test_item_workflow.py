@@ -76,6 +76,38 @@ async def test_closed_on_time_before_the_warning(
             assert fired == []
 
 
+async def test_an_item_without_a_memo_decides_as_one_with_it(
+    workflow_env: WorkflowEnvironment, event_store: EventStore, item_worker: ItemWorkerFactory
+) -> None:
+    """``ItemWorkflowInput.memo`` false (the simulation) leaves the memo empty and changes nothing
+    else: the same events, the same outcome, the same commands in the history but the memo's."""
+    env = workflow_env
+    runs = []
+    with env.auto_time_skipping_disabled():
+        async with item_worker() as queue:
+            for memo in (True, False):
+                reg = registration(await env.get_current_time())
+                handle = await start_item(env, queue, reg, memo=memo)
+                await update(handle, command("submit_rectification", await env.get_current_time()))
+                await update(handle, command("verify", await env.get_current_time(), INSPECTOR))
+                await update(handle, command("close", await env.get_current_time(), INSPECTOR))
+                outcome = await handle.result()
+                history = await handle.fetch_history()
+                runs.append(
+                    (
+                        await (await handle.describe()).memo(),
+                        outcome.__dict__ | {"item_id": ""},
+                        [(e.event_type, e.sequence) for e in stored(event_store, reg.item_id)],
+                        [e.event_type for e in history.events],
+                    )
+                )
+    (memo, outcome, events, kinds), (no_memo, outcome_2, events_2, kinds_2) = runs
+    assert memo["stage"] == "closed" and no_memo == {}
+    assert (outcome, events) == (outcome_2, events_2)
+    modified = EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
+    assert modified in kinds and [k for k in kinds if k != modified] == kinds_2
+
+
 # --- (b) warned, still on time -------------------------------------------------------------------
 
 
