@@ -41,6 +41,7 @@ from events.codec import encode_event, event_from_dict, event_to_dict, validate_
 from events.envelope import EventEnvelope
 from events.errors import DubanError, ValidationError
 from events.sql import UTCDateTime, add_missing_columns, create_schema, insert_ignoring_duplicates
+from events.sql_bulk import select_in
 
 metadata = MetaData()
 
@@ -263,14 +264,18 @@ class EventStore:
             EventConflict: one is stored with other content (anything but ``recorded_at``).
         """
         out: dict[str, bytes] = {}
-        ids = list(by_id)
-        for start in range(0, len(ids), 500):
-            query = select(stored_events).where(stored_events.c.event_id.in_(ids[start : start + 500]))
+        others = []  # stored with another digest: compared field by field below
+        for event_id, digest in select_in(
+            conn, stored_events, ("event_id", "digest"), "event_id", list(by_id)
+        ):
+            if digest == digest_of(by_id[event_id][1]):
+                out[event_id] = by_id[event_id][1]
+            else:
+                others.append(event_id)
+        for start in range(0, len(others), 500):
+            query = select(stored_events).where(stored_events.c.event_id.in_(others[start : start + 500]))
             for row in conn.execute(query):
-                event, raw = by_id[row.event_id]
-                if row.digest == digest_of(raw):
-                    out[row.event_id] = raw
-                    continue
+                event = by_id[row.event_id][0]
                 stored = event_of_row(row)
                 if replace(stored, recorded_at=_EPOCH) != replace(validate_event(event), recorded_at=_EPOCH):
                     raise EventConflict(
