@@ -1,6 +1,6 @@
 """duban's data converter decodes every payload into what the SDK's default converter gives, and
-encodes every object to the same bytes (``workflows.payload_converter``): a worker with it and a worker without
-it decide identically.
+encodes every object to the same bytes (``workflows.payload_converter``): a worker with it and a
+worker without it decide identically.
 
 Differential: every JSON payload of the golden histories (real runs: workflow inputs, commands,
 activity inputs and results, local-activity markers) is decoded as each of duban's payload
