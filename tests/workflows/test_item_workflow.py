@@ -7,6 +7,7 @@ Every test takes its business clock from the server (``env.get_current_time()``)
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,11 @@ from events.store import EventStore
 from workflows.item_workflow import ItemOutcome, SupervisionItemWorkflow
 
 ItemWorkerFactory = Callable[..., AbstractAsyncContextManager[str]]  # the conftest fixture
+WORKFLOW_TASKS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+}
 
 
 # --- (a) closed on time, before the warning ---------------------------------------------------
@@ -80,7 +86,8 @@ async def test_an_item_without_a_memo_decides_as_one_with_it(
     workflow_env: WorkflowEnvironment, event_store: EventStore, item_worker: ItemWorkerFactory
 ) -> None:
     """``ItemWorkflowInput.memo`` false (the simulation) leaves the memo empty and changes nothing
-    else: the same events, the same outcome, the same commands in the history but the memo's."""
+    else: the same events, the same outcome, the same commands in the history but the memo's (how
+    many workflow tasks carried them depends on when the updates arrived)."""
     env = workflow_env
     runs = []
     with env.auto_time_skipping_disabled():
@@ -98,14 +105,14 @@ async def test_an_item_without_a_memo_decides_as_one_with_it(
                         await (await handle.describe()).memo(),
                         outcome.__dict__ | {"item_id": ""},
                         [(e.event_type, e.sequence) for e in stored(event_store, reg.item_id)],
-                        [e.event_type for e in history.events],
+                        Counter(e.event_type for e in history.events if e.event_type not in WORKFLOW_TASKS),
                     )
                 )
     (memo, outcome, events, kinds), (no_memo, outcome_2, events_2, kinds_2) = runs
     assert memo["stage"] == "closed" and no_memo == {}
     assert (outcome, events) == (outcome_2, events_2)
     modified = EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
-    assert modified in kinds and [k for k in kinds if k != modified] == kinds_2
+    assert kinds[modified] > 0 and kinds - Counter({modified: kinds[modified]}) == kinds_2
 
 
 # --- (b) warned, still on time -------------------------------------------------------------------
