@@ -5,17 +5,21 @@ SQLite (the embedded default, WAL mode) and PostgreSQL are supported; both are t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 
 from events.errors import ValidationError
+
+T = TypeVar("T")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -129,12 +133,39 @@ def _lock_schema(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
 
+SCHEMA_ATTEMPTS = 5
+"""How often a schema change is tried on SQLite when another process changed the schema between
+its check and its change (SQLite runs each ``CREATE TABLE`` on its own: there is no lock to hold)."""
+
+_RACED = ("already exists", "duplicate column name", "database is locked")
+
+
+def _schema_change(engine: Engine, change: Callable[[Connection], T]) -> T:
+    """``change`` in one transaction, under ``SCHEMA_LOCK_KEY`` on PostgreSQL; on SQLite tried again
+    (up to ``SCHEMA_ATTEMPTS`` times) when a concurrent process created the same table or column
+    first, which the next attempt's check then sees.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: anything else, or still racing after every attempt.
+    """
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                _lock_schema(conn)
+                return change(conn)
+        except OperationalError as exc:
+            raced = engine.dialect.name == "sqlite" and any(r in str(exc.orig) for r in _RACED)
+            if not raced or attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
 def create_schema(engine: Engine, metadata: Any) -> None:
     """``metadata.create_all`` in one transaction, under ``SCHEMA_LOCK_KEY`` on PostgreSQL (tables
-    that exist are left as they are)."""
-    with engine.begin() as conn:
-        _lock_schema(conn)
-        metadata.create_all(conn)
+    that exist are left as they are); on SQLite, processes starting together on a new file are
+    served by trying again (``_schema_change``)."""
+    _schema_change(engine, metadata.create_all)
 
 
 def add_missing_columns(engine: Engine, table: Table) -> list[str]:
@@ -145,9 +176,9 @@ def add_missing_columns(engine: Engine, table: Table) -> list[str]:
     Raises:
         ValueError: a missing column is NOT NULL.
     """
-    added = []
-    with engine.begin() as conn:
-        _lock_schema(conn)
+
+    def add(conn: Connection) -> list[str]:
+        added = []
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name in present:
@@ -159,7 +190,9 @@ def add_missing_columns(engine: Engine, table: Table) -> list[str]:
             added.append(column.name)
         for index in table.indexes:
             index.create(conn, checkfirst=True)
-    return added
+        return added
+
+    return _schema_change(engine, add)
 
 
 def upsert(
