@@ -127,21 +127,22 @@ def select_in(
         c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
     ]
     head = f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(table.name)} WHERE {quote(key)}"
-    unique = sorted(set(values))
-    if dialect.name == "postgresql":
-        batches: Iterator[Sequence[Any]] = iter([unique] if unique else [])
-    else:
-        batches = (unique[i : i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK))
     mark = _placeholder(dialect)
-    for batch in batches:
-        if dialect.name == "postgresql":
-            rows = conn.exec_driver_sql(f"{head} = ANY({mark})", (list(batch),)).fetchall()
-        else:
-            rows = conn.exec_driver_sql(
-                f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch)
-            ).fetchall()
-        for row in rows:
-            if any(processors):
-                yield tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-            else:
+    unique = sorted(set(values))
+    if dialect.name == "postgresql":  # one array parameter, however many ids
+        queries = [(f"{head} = ANY({mark})", (unique,))] if unique else []
+    else:
+        queries = [
+            (f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch))
+            for batch in (unique[i : i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK))
+        ]
+    needed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    for sql, params in queries:
+        for row in conn.exec_driver_sql(sql, params).fetchall():
+            if not needed:
                 yield tuple(row)
+                continue
+            out = list(row)
+            for i, process in needed:
+                out[i] = process(out[i])
+            yield tuple(out)

@@ -82,6 +82,16 @@ def digest_of(encoded: bytes) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
+Stored = dict[str, tuple[int, str | None]]
+"""Event id → (store position, digest) of the event store's rows."""
+
+
+def stored_digests(conn: Connection, event_ids: Sequence[str]) -> Stored:
+    """The store position and digest of each of ``event_ids`` the event store holds."""
+    rows = select_in(conn, stored_events, ("event_id", "position", "digest"), "event_id", event_ids)
+    return {event_id: (int(position), digest) for event_id, position, digest in rows}
+
+
 def event_of_row(row: Row[Any] | Any) -> EventEnvelope:
     """The event of an ``event_store`` row (validated by the codec)."""
     data = dict(row._mapping)
@@ -265,9 +275,7 @@ class EventStore:
         """
         out: dict[str, bytes] = {}
         others = []  # stored with another digest: compared field by field below
-        for event_id, digest in select_in(
-            conn, stored_events, ("event_id", "digest"), "event_id", list(by_id)
-        ):
+        for event_id, (_, digest) in stored_digests(conn, list(by_id)).items():
             if digest == digest_of(by_id[event_id][1]):
                 out[event_id] = by_id[event_id][1]
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ from events.codec import decode_event, encode_event, trusted_event
 from events.envelope import EventEnvelope
 from events.errors import EventValidationError
 from events.sql_bulk import select_in
-from events.store import digest_of, event_of_row, stored_events
+from events.store import Stored, digest_of, event_of_row, stored_digests, stored_events
 from projections import read_models as rm
 from projections.evolve import adjustment_row, corrected, correction_bumps, evolve, interview_row, new_view
 from projections.frozen_periods import counted_day, period_snapshots
@@ -99,16 +99,6 @@ def decode(msg: RawMessage) -> Entry:
     return entry
 
 
-Stored = dict[str, tuple[int, str | None]]
-"""Event id → (store position, digest) of the event store's rows."""
-
-
-def stored_digests(conn: Connection, event_ids: Sequence[str]) -> Stored:
-    """The store position and digest of each of ``event_ids`` the event store holds."""
-    rows = select_in(conn, stored_events, ("event_id", "position", "digest"), "event_id", event_ids)
-    return {event_id: (int(position), digest) for event_id, position, digest in rows}
-
-
 _UUID_CHARS = frozenset("0123456789abcdef-")
 
 
@@ -144,11 +134,6 @@ def decode_vouched(conn: Connection, messages: Sequence[RawMessage]) -> tuple[li
                 entry = None
         entries.append(entry or decode(msg))
     return entries, stored
-
-
-def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(values), CHUNK):
-        yield values[i : i + CHUNK]
 
 
 def _safe(text: str, limit: int) -> str:
@@ -194,10 +179,9 @@ class Batch:
         self.seen = {i for (i,) in select_in(conn, rm.applied_events, ("event_id",), "event_id", event_ids)}
         known = stored or {}
         self.stored = known | stored_digests(conn, [i for i in event_ids if i not in known])
-        self.views: dict[str, dict[str, Any]] = {}
-        for ids in chunks(item_ids):
-            query = select(rm.item_view).where(rm.item_view.c.item_id.in_(ids))
-            self.views.update((row["item_id"], dict(row)) for row in conn.execute(query).mappings())
+        names = [c.name for c in rm.item_view.c]
+        rows = select_in(conn, rm.item_view, names, "item_id", item_ids)
+        self.views: dict[str, dict[str, Any]] = {row[0]: dict(zip(names, row, strict=True)) for row in rows}
         self.counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.adjustments: list[dict[str, Any]] = []
         self.interviews: list[dict[str, Any]] = []
