@@ -193,6 +193,14 @@ def item(
 
             try:
                 check = run_async(fetch())
+                if check.runs == 0:  # no workflow here: a simulation's own server, or retention passed
+                    typer.echo(
+                        f"note: no workflow history of {item_id!r} on this Temporal server (a simulation's "
+                        "items ran on its own server; histories past retention are gone): the store's "
+                        "story alone",
+                        err=True,
+                    )
+                    check = None
             except RPCError as exc:  # Temporal answered, with an error
                 raise DubanError(f"temporal: the history of {item_id!r} could not be read: {exc}") from None
             except RuntimeError as exc:  # Temporal does not answer: the store's story alone

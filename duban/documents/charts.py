@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -25,8 +26,18 @@ MAX_BARS = 25
 
 
 def font_family() -> list[str]:
-    """The font list the charts use: the CJK font first when it is installed."""
+    """The font list the charts use: the CJK font first when it is installed. matplotlib lists the
+    fonts its cache found when it was built; a CJK font installed since (``fonts-noto-cjk`` after
+    the first chart) is looked for on disk and added, so Chinese labels are never drawn as boxes."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
+    if CJK_FONT not in installed:
+        for path in font_manager.findSystemFonts():
+            if "CJK" in Path(path).name:
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: skip it
+                    continue
+        installed = {f.name for f in font_manager.fontManager.ttflist}
     return [CJK_FONT, "DejaVu Sans"] if CJK_FONT in installed else ["DejaVu Sans"]
 
 

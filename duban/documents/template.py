@@ -239,8 +239,8 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_text": (
             "In {period} the district received {received} items and rectified {rectified}: a rectification "
             "rate of {rectification_rate}. The on-time closure rate was {on_time_rate} ({closed_on_time} "
-            "of {closed_with_deadline} items closed with a deadline); {closed_late} items were closed late, "
-            "and {overdue_open} were open past their deadline at the cut-off."
+            "of {closed_with_deadline} items closed with a deadline). Closed late: {closed_late}; open past "
+            "their deadline at the cut-off: {overdue_open}."
         ),
         "movement_text": (
             "Against the previous period the rectification rate {rect_move} "
