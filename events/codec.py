@@ -10,10 +10,13 @@ counts is up to the parser, and duban does not guess.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from events import bounds as b
 from events import types as t
@@ -241,43 +244,48 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
-def trusted_event(data: dict[str, Any]) -> EventEnvelope:
-    """The envelope of ``data``, the parsed JSON of bytes that ``encode_event`` produced and the event
-    store holds (the caller has matched their SHA-256 digest with the store's): validated when they
-    were encoded, so only the fields added to a type since (``events.types.ADDED_FIELDS``) are
-    filled in and the two instants parsed. About ten times cheaper than ``decode_event``.
+_ENCODED = msgspec.json.Decoder(EventEnvelope)
+"""Parses the bytes ``encode_event`` writes straight into an envelope (msgspec: a C parser that
+checks each field's JSON kind against the dataclass's annotation, nothing more)."""
+
+
+def read_encoded(raw: bytes) -> EventEnvelope:
+    """The envelope written in ``raw``, parsed but **not validated**: only each field's JSON kind is
+    checked (a string, an integer, an RFC 3339 instant, an object). Use it for bytes the caller will
+    vouch for (their SHA-256 digest matched with the event store's), then ``trusted_event``; any
+    other bytes go to ``decode_event``. About four times cheaper than ``orjson.loads`` + building.
 
     Raises:
-        KeyError, TypeError, ValueError: ``data`` is not such an encoding (the caller then decodes
-            the bytes with ``decode_event``, which names the field and the reason).
+        ValueError: not JSON, or a field of the wrong kind (``msgspec.DecodeError``).
     """
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"schema version {data['schema_version']!r}: decode it strictly")
-    payload = data["payload"]
-    added = t.ADDED_FIELDS.get(data["event_type"])
-    if added and not added.keys() <= payload.keys():
-        payload = {**{k: v for k, v in added.items() if k not in payload}, **payload}
-    occurred_at = datetime.fromisoformat(data["occurred_at"])
-    recorded_at = datetime.fromisoformat(data["recorded_at"])
-    if occurred_at.utcoffset() != _ZERO or recorded_at.utcoffset() != _ZERO:
-        raise ValueError("instants of an encoded event are in UTC")
-    if occurred_at.tzinfo is not UTC:
-        occurred_at = occurred_at.astimezone(UTC)
-    if recorded_at.tzinfo is not UTC:
-        recorded_at = recorded_at.astimezone(UTC)
-    return EventEnvelope(
-        event_id=data["event_id"],
-        event_type=data["event_type"],
-        schema_version=data["schema_version"],
-        item_id=data["item_id"],
-        sequence=data["sequence"],
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        actor=data["actor"],
-        payload=payload,
-        correlation_id=data["correlation_id"],
-        causation_id=data["causation_id"],
-    )
+    return _ENCODED.decode(raw)
+
+
+def trusted_event(parsed: EventEnvelope) -> EventEnvelope:
+    """The envelope of ``parsed`` (``read_encoded`` of bytes that ``encode_event`` produced and the
+    event store holds: the caller has matched their SHA-256 digest with the store's), validated
+    when they were encoded, so only the fields added to a type since (``events.types.ADDED_FIELDS``)
+    are filled in. About ten times cheaper than ``decode_event``.
+
+    Raises:
+        ValueError: ``parsed`` is not of this schema version or its instants are not in UTC (the
+            caller then decodes the bytes with ``decode_event``, which names the field and the reason).
+    """
+    if parsed.schema_version != SCHEMA_VERSION:
+        raise ValueError(f"schema version {parsed.schema_version!r}: decode it strictly")
+    changes: dict[str, Any] = {}
+    for name, instant in (("occurred_at", parsed.occurred_at), ("recorded_at", parsed.recorded_at)):
+        if instant.tzinfo is not UTC:  # the parser's zone for "+00:00" is ``UTC``: rarely taken
+            if instant.utcoffset() != _ZERO:
+                raise ValueError("instants of an encoded event are in UTC")
+            changes[name] = instant.astimezone(UTC)
+    added = t.ADDED_FIELDS.get(parsed.event_type)
+    if added:
+        payload = parsed.payload
+        missing = [name for name in added if name not in payload]
+        if missing:
+            changes["payload"] = {**{name: added[name] for name in missing}, **payload}
+    return dataclasses.replace(parsed, **changes) if changes else parsed
 
 
 def decode_event(raw: bytes | str) -> EventEnvelope:

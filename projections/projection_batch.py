@@ -10,6 +10,7 @@ letter with the reason, and changes nothing.
 from __future__ import annotations
 
 import functools
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +18,11 @@ from datetime import date
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
 from sqlalchemy import Connection, select
 
 from events import bounds as b
 from events import types as t
-from events.codec import decode_event, encode_event, trusted_event
+from events.codec import decode_event, encode_event, read_encoded, trusted_event
 from events.envelope import EventEnvelope
 from events.errors import EventValidationError
 from events.sql_bulk import select_in
@@ -82,6 +82,17 @@ def row_entry(row: Any) -> Entry:
         return Entry(STORE_TOPIC, 0, int(row.position), b"", None, str(exc), int(row.position))
 
 
+_COHORT_COUNTERS = frozenset(n for n in rm.COUNTER_COLUMNS if n.startswith("cohort_"))
+"""Counters of an item's registration day and units (``_apply_unchecked``), not of its event's."""
+_LEVEL_KEYS = operator.itemgetter(*(rm.LEVEL_COLUMN.get(level, level) for level in rm.LEVELS))
+assert rm.LEVELS[0] == "department"  # ``_apply_unchecked`` replaces the first key for report-ins
+
+
+def _unit_keys(view: dict[str, Any]) -> tuple[str, ...]:
+    """The item's unit key at each level of ``rm.LEVELS`` (``""``: not counted at that level)."""
+    return _LEVEL_KEYS(view)
+
+
 @functools.lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo | None:
     try:
@@ -113,24 +124,24 @@ def decode_vouched(conn: Connection, messages: Sequence[RawMessage]) -> tuple[li
     the store holds (same event id, same digest) is built without validating it again
     (``events.codec.trusted_event``: it was validated when it was recorded); any other is decoded
     strictly (``decode``), so a bad one is a dead letter with the reason."""
-    parsed: list[Any] = []
+    parsed: list[EventEnvelope | None] = []
     for msg in messages:
         try:
-            parsed.append(orjson.loads(msg.value))
-        except orjson.JSONDecodeError:
+            parsed.append(read_encoded(msg.value))
+        except ValueError:
             parsed.append(None)
-    ids = [d["event_id"] for d in parsed if isinstance(d, dict) and _uuid_shaped(d.get("event_id"))]
+    ids = [ev.event_id for ev in parsed if ev is not None and _uuid_shaped(ev.event_id)]
     stored = stored_digests(conn, ids)  # only ids that can be stored: others are decoded, and refused
     entries = []
-    for msg, data in zip(messages, parsed, strict=True):
+    for msg, ev in zip(messages, parsed, strict=True):
         entry = None
-        event_id = data.get("event_id") if isinstance(data, dict) else None
-        known = stored.get(event_id) if isinstance(event_id, str) else None
-        if known is not None and known[1] == digest_of(msg.value):
+        known = stored.get(ev.event_id) if ev is not None else None
+        if ev is not None and known is not None and known[1] == digest_of(msg.value):
             try:
-                event = trusted_event(data)
-                entry = Entry(msg.topic, msg.partition, msg.offset, msg.value, event, position=known[0])
-            except (KeyError, TypeError, ValueError):
+                entry = Entry(
+                    msg.topic, msg.partition, msg.offset, msg.value, trusted_event(ev), position=known[0]
+                )
+            except ValueError:
                 entry = None
         entries.append(entry or decode(msg))
     return entries, stored
@@ -182,7 +193,7 @@ class Batch:
         names = [c.name for c in rm.item_view.c]
         rows = select_in(conn, rm.item_view, names, "item_id", item_ids)
         self.views: dict[str, dict[str, Any]] = {row[0]: dict(zip(names, row, strict=True)) for row in rows}
-        self.counters: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.tallies: dict[tuple[tuple[str, ...], date], dict[str, int]] = {}  # see ``_tally``
         self.adjustments: list[dict[str, Any]] = []
         self.interviews: list[dict[str, Any]] = []
         self.spans = [(r.start, r.end, r.frozen_at) for r in conn.execute(select(period_snapshots)).all()]
@@ -191,6 +202,31 @@ class Batch:
         self.dead: list[dict[str, Any]] = []
         self.changed: set[str] = set()
         self.duplicates = 0
+
+    def _tally(self, keys: tuple[str, ...], day: date, amounts: dict[str, int]) -> None:
+        """Add ``amounts`` to the counters of ``day`` of the unit ``keys`` names at each level
+        (``rm.LEVELS`` order; an empty key is not counted). Summed per distinct ``(keys, day)``
+        first — an item's events in one batch mostly share both — and spread over the levels once,
+        by ``counters``."""
+        if not amounts:
+            return
+        bucket = self.tallies.get((keys, day))
+        if bucket is None:
+            self.tallies[(keys, day)] = dict(amounts)
+            return
+        for name, amount in amounts.items():
+            bucket[name] = bucket.get(name, 0) + amount
+
+    def counters(self) -> dict[tuple[str, str, date], dict[str, int]]:
+        """The batch's counter changes: ``(level, unit key, local day) -> {counter column: amount}``."""
+        out: dict[tuple[str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for (keys, day), amounts in self.tallies.items():
+            for level, key in zip(rm.LEVELS, keys, strict=True):
+                if key:
+                    bucket = out[(level, key, day)]
+                    for name, amount in amounts.items():
+                        bucket[name] += amount
+        return out
 
     def take(self, entry: Entry) -> None:
         """Apply ``entry`` (after the stored events of its item it skipped), or dead-letter it."""
@@ -285,12 +321,7 @@ class Batch:
         view = dict(view)
         bumps = correction_bumps(view, ev)
         day = counted_day(ev.occurred_at.astimezone(zone).date(), ev.recorded_at, self.spans)
-        for level in rm.LEVELS:
-            key = view[rm.LEVEL_COLUMN.get(level, level)]
-            if key and bumps:
-                bucket = self.counters[(level, key, day)]
-                for name, amount in bumps.items():
-                    bucket[name] += amount
+        self._tally(_unit_keys(view), day, bumps)
         self.views[target] = view
         self.changed.add(target)
         self.days[ev.event_id] = day
@@ -322,23 +353,16 @@ class Batch:
         counted = counted_day(day, ev.recorded_at, self.spans)
         if counted != day:  # its day was closed before it was recorded: it counts on the next open day
             bumps["late"] = 1
-        cohort = {n: bumps.pop(n) for n in list(bumps) if n.startswith("cohort_")}
+        cohort = {n: bumps.pop(n) for n in _COHORT_COUNTERS.intersection(bumps)}
         cohort_day = view["registered_at"].astimezone(zone).date() if cohort else day
-        updates: list[tuple[tuple[str, str, date], dict[str, int]]] = []
-        for level in rm.LEVELS:
-            key = view[rm.LEVEL_COLUMN.get(level, level)]
-            if level == "department" and ev.event_type == t.DEPARTMENT_REPORTED_IN:
-                key = ev.payload["department"]  # a report-in counts for the department that came
-            if key:
-                updates.append(((level, key, counted), bumps))
-            # an item's progress counts for the day and units it was registered with, never late
-            cohort_key = view["intake_department"] if level == "department" else key
-            if cohort_key and cohort:
-                updates.append(((level, cohort_key, cohort_day), cohort))
+        keys = _unit_keys(view)
+        counted_keys = keys
+        if ev.event_type == t.DEPARTMENT_REPORTED_IN:  # a report-in counts for the department that came
+            counted_keys = (ev.payload["department"], *keys[1:])
+        # an item's progress counts for the day and units it was registered with, never late
+        cohort_keys = (view["intake_department"], *keys[1:])
         self.views[ev.item_id] = view
         self.days[ev.event_id] = counted
-        for bucket_key, amounts in updates:
-            bucket = self.counters[bucket_key]
-            for name, amount in amounts.items():
-                bucket[name] += amount
+        self._tally(counted_keys, counted, bumps)
+        self._tally(cohort_keys, cohort_day, cohort)
         return ""

@@ -22,6 +22,7 @@ the batch stored: the caller retries.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -212,7 +213,7 @@ class ItemProjector:
         for entry in entries:
             batch.take(entry)
         self._write(
-            conn, [batch.views[i] for i in sorted(batch.changed)], batch.counters, batch.applied, batch.dead
+            conn, [batch.views[i] for i in sorted(batch.changed)], batch.counters(), batch.applied, batch.dead
         )
         if batch.adjustments:
             conn.execute(rm.score_adjustments.insert(), batch.adjustments)
@@ -229,9 +230,11 @@ class ItemProjector:
         dead: list[dict[str, Any]],
     ) -> None:
         names = [c.name for c in rm.item_view.c]
-        upsert_rows(conn, rm.item_view, names, ["item_id"], [tuple(v[n] for n in names) for v in views])
+        row_of = operator.itemgetter(*names)
+        upsert_rows(conn, rm.item_view, names, ["item_id"], [row_of(v) for v in views])
+        zeros = [0] * len(rm.COUNTER_COLUMNS)
         counter_rows = [
-            (lv, key, day, *(bucket.get(c, 0) for c in rm.COUNTER_COLUMNS))
+            (lv, key, day, *map(bucket.get, rm.COUNTER_COLUMNS, zeros))
             for (lv, key, day), bucket in sorted(counters.items())
             if any(bucket.values())
         ]

@@ -20,13 +20,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
 from activities.event_recording import EventRecorder
 from events.chain import genesis, link
-from events.codec import decode_event, encode_event, trusted_event
+from events.codec import decode_event, encode_event, read_encoded, trusted_event
 from events.envelope import EventEnvelope
 from events.sql import make_engine
 from events.store import EventStore, digest_of, stored_events
@@ -129,7 +128,7 @@ def test_trusted_events_equal_strictly_decoded_ones_and_strangers_are_dead_lette
     events = [replace(e, recorded_at=datetime(2026, 5, 4, 2, tzinfo=UTC)) for s in steps for e in s]
     encoded = [encode_event(e) for e in events]
     for raw in encoded:
-        assert trusted_event(orjson.loads(raw)) == decode_event(raw)
+        assert trusted_event(read_encoded(raw)) == decode_event(raw)
     projector.store.record(events[:-3], encoded[:-3])  # the last three are not in the store
     altered = encoded[0].replace(b'"litter"', b'"garbage"')  # the store holds other bytes under its id
     assert altered != encoded[0]
@@ -175,6 +174,17 @@ def test_an_event_given_twice_in_one_call_is_stored_as_first_given(engine: Engin
 
 def test_a_trusted_event_of_another_schema_version_is_decoded_strictly() -> None:
     [step] = item_steps(1)
-    data = orjson.loads(encode_event(replace(step[0], recorded_at=datetime(2026, 5, 4, tzinfo=UTC))))
+    parsed = read_encoded(encode_event(replace(step[0], recorded_at=datetime(2026, 5, 4, tzinfo=UTC))))
     with pytest.raises(ValueError, match="schema version"):
-        trusted_event(data | {"schema_version": 2})
+        trusted_event(replace(parsed, schema_version=2))
+
+
+def test_trusted_bytes_with_an_instant_not_in_utc_are_decoded_strictly() -> None:
+    """``encode_event`` writes instants in UTC: bytes with another offset were not written by it."""
+    [step] = item_steps(1)
+    raw = encode_event(replace(step[0], recorded_at=datetime(2026, 5, 4, tzinfo=UTC)))
+    assert b"+00:00" in raw
+    with pytest.raises(ValueError, match="UTC"):
+        trusted_event(read_encoded(raw.replace(b"+00:00", b"+08:00", 1)))
+    with pytest.raises(ValueError):  # a field of the wrong JSON kind
+        read_encoded(raw.replace(b'"sequence": 1', b'"sequence": "1"'))

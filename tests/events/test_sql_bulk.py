@@ -8,9 +8,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, select
@@ -140,6 +141,36 @@ def test_bulk_rows_are_stored_as_core_stores_them(engine: Engine, table: str) ->
     else:
         target, names = rm.item_view, [c.name for c in rm.item_view.c]
         views = [view(f"v{i}", at + timedelta(minutes=i), "closed") for i in range(200)]
+        rows = [tuple(v[n] for n in names) for v in views]
+    with engine.begin() as conn:
+        conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    by_core = raw_values(engine, target)
+    with engine.begin() as conn:
+        conn.execute(target.delete())
+        insert_rows(conn, target, names, rows)
+    assert raw_values(engine, target) == by_core
+
+
+@pytest.mark.parametrize("table", ["applied_events", "item_view"])
+def test_times_of_every_shape_are_stored_as_core_stores_them(engine: Engine, table: str) -> None:
+    """The shortcuts for the usual values (an aware UTC ``datetime``, a ``date``) store what Core's
+    processors store, and the other values still go through Core's: other zones, no
+    microseconds, years before 1000."""
+    plus8 = timezone(timedelta(hours=8))
+    instants = [
+        datetime(2025, 3, 9, 23, 30, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2025, 3, 10, 7, 30, 0, 5, tzinfo=plus8),
+        datetime(2025, 3, 10, 7, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
+        datetime(2025, 3, 9, 23, 30, 1, tzinfo=ZoneInfo("UTC")),
+    ]
+    if table == "applied_events":
+        target, names = rm.applied_events, list(APPLIED_COLUMNS)
+        days = [date(5, 1, 1), date(2025, 12, 31), None, *(i.date() for i in instants)]
+        rows = [(*row[:6], days[i % len(days)]) for i, row in enumerate(applied_rows(40))]
+    else:
+        target, names = rm.item_view, [c.name for c in rm.item_view.c]
+        views = [view(f"v{i}", at, "closed") | {"suspended_at": None} for i, at in enumerate(instants)]
         rows = [tuple(v[n] for n in names) for v in views]
     with engine.begin() as conn:
         conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
