@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,7 +149,8 @@ def encode_event(event: EventEnvelope) -> bytes:
             encoding is larger than ``events.bounds.MAX_EVENT_BYTES``.
     """
     given = event_to_dict_unchecked(event)
-    normal = _checked(given)  # validated once, dumped as validated
+    instants = {n: v for n in ("occurred_at", "recorded_at") if isinstance(v := getattr(event, n), datetime)}
+    normal = _checked(given, instants)  # validated once, dumped as validated
     for name in ("occurred_at", "recorded_at"):  # a datetime given was formatted in UTC already
         normal[name] = given[name] if isinstance(getattr(event, name), datetime) else format_utc(normal[name])
     raw = json.dumps(normal, sort_keys=True, ensure_ascii=False).encode()
@@ -187,9 +188,10 @@ def event_from_dict(data: Any) -> EventEnvelope:
     return EventEnvelope(**_checked(data))
 
 
-def _checked(data: Any) -> dict[str, Any]:
+def _checked(data: Any, instants: dict[str, datetime] | None = None) -> dict[str, Any]:
     """The fields of an envelope from a JSON-native dict, every one validated: the instants parsed
-    into aware UTC datetimes, the payload normalised (``validate_payload``).
+    into aware UTC datetimes, the payload normalised (``validate_payload``). ``instants``: the
+    envelope's instants already checked (``event_to_dict_unchecked``), by name, not parsed again.
 
     Raises:
         EventValidationError: names the first offending field and the reason.
@@ -228,8 +230,8 @@ def _checked(data: Any) -> dict[str, Any]:
         "schema_version": version,
         "item_id": data["item_id"],
         "sequence": sequence,
-        "occurred_at": parse_utc(data.get("occurred_at"), "occurred_at"),
-        "recorded_at": parse_utc(data.get("recorded_at"), "recorded_at"),
+        "occurred_at": _instant(data, "occurred_at", instants),
+        "recorded_at": _instant(data, "recorded_at", instants),
         "actor": data["actor"],
         "payload": validate_payload(data["event_type"], data.get("payload")),
         "correlation_id": data["correlation_id"],
@@ -237,11 +239,19 @@ def _checked(data: Any) -> dict[str, Any]:
     }
 
 
+def _instant(data: dict[str, Any], name: str, checked: dict[str, datetime] | None) -> datetime:
+    if checked and name in checked:
+        return checked[name].astimezone(UTC)
+    return parse_utc(data.get(name), name)
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""The text ``str(uuid.UUID(...))`` gives: lowercase hexadecimal digits in groups of 8-4-4-4-12."""
+
+
 def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    """Whether ``value`` is a UUID in canonical form (``str(uuid.UUID(value)) == value``)."""
+    return _CANONICAL_UUID.fullmatch(value) is not None
 
 
 _ENCODED = msgspec.json.Decoder(EventEnvelope)

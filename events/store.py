@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -37,11 +38,11 @@ from sqlalchemy import (
 )
 
 from events.chain import genesis, link
-from events.codec import encode_event, event_from_dict, event_to_dict, validate_event
+from events.codec import encode_event, event_from_dict, validate_event
 from events.envelope import EventEnvelope
 from events.errors import DubanError, ValidationError
-from events.sql import UTCDateTime, add_missing_columns, create_schema, insert_ignoring_duplicates
-from events.sql_bulk import select_in
+from events.sql import UTCDateTime, add_missing_columns, create_schema
+from events.sql_bulk import insert_new_rows, select_in
 
 metadata = MetaData()
 
@@ -65,6 +66,32 @@ stored_events = Table(
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_ROW_COLUMNS = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "item_id",
+    "sequence",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "payload",
+    "correlation_id",
+    "causation_id",
+    "digest",
+    "chain",
+)
+"""The columns ``EventStore._rows`` gives values of, in order (all but the store's ``position``)."""
+assert set(_ROW_COLUMNS) == {c.name for c in stored_events.c} - {"position"}
+
+
+class _Payload(msgspec.Struct):
+    payload: dict[str, Any]
+
+
+_PAYLOAD_OF = msgspec.json.Decoder(_Payload)
+"""Reads only the payload of an encoded event (the other fields are skipped, not built)."""
 
 
 class EventGap(DubanError):
@@ -153,18 +180,15 @@ class EventStore:
 
     def _rows(
         self, conn: Connection, events: Sequence[EventEnvelope], encoded: Sequence[bytes]
-    ) -> list[dict[str, Any]]:
-        """The rows of ``events``: the payload kept as the canonical encoding has it, the digest,
-        and the chain value linking each to its stream's previous event (``events.chain``)."""
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``events`` (values of ``_ROW_COLUMNS``): the payload kept as the canonical
+        encoding has it, the digest, and the chain value linking each to its stream's previous
+        event (``events.chain``)."""
         chains = self._previous_chains(conn, events)
         rows = []
         for event, raw in zip(events, encoded, strict=True):
-            data = event_to_dict(event)
-            canonical = json.loads(raw)["payload"]  # exactly what the digest covers
-            data["payload"] = json.dumps(canonical, sort_keys=True, ensure_ascii=False)
-            data["occurred_at"] = event.occurred_at
-            data["recorded_at"] = event.recorded_at
-            data["digest"] = digest_of(raw)
+            canonical = _PAYLOAD_OF.decode(raw).payload  # exactly what the digest covers
+            digest = digest_of(raw)
             previous = chains.get((event.item_id, event.sequence - 1))
             if previous is None:
                 if event.sequence != 1:
@@ -172,8 +196,24 @@ class EventStore:
                         f"event {event.sequence} of {event.item_id} follows an event that is not stored"
                     )
                 previous = genesis(event.item_id)
-            data["chain"] = chains[(event.item_id, event.sequence)] = link(previous, data["digest"])
-            rows.append(data)
+            chain = chains[(event.item_id, event.sequence)] = link(previous, digest)
+            rows.append(
+                (
+                    event.event_id,
+                    event.event_type,
+                    event.schema_version,
+                    event.item_id,
+                    event.sequence,
+                    event.occurred_at,
+                    event.recorded_at,
+                    event.actor,
+                    json.dumps(canonical, sort_keys=True, ensure_ascii=False),
+                    event.correlation_id,
+                    event.causation_id,
+                    digest,
+                    chain,
+                )
+            )
         return rows
 
     @staticmethod
@@ -212,13 +252,12 @@ class EventStore:
             return 0
         raws = list(encoded) if encoded is not None else [encode_event(e) for e in events]
         with self.engine.begin() as conn:
-            return len(conn.execute(self._insert(), self._rows(conn, events, raws)).all())
+            return len(self._insert(conn, self._rows(conn, events, raws)))
 
-    def _insert(self) -> Any:
-        """INSERT of event rows that skips ids already stored, returning the ids it stored."""
-        return insert_ignoring_duplicates(self.engine, stored_events, ["event_id"]).returning(
-            stored_events.c.event_id
-        )
+    @staticmethod
+    def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> list[str]:
+        """INSERT event rows (``_ROW_COLUMNS``), skipping ids already stored; the ids it stored."""
+        return insert_new_rows(conn, stored_events, _ROW_COLUMNS, ["event_id"], rows, "event_id")
 
     def record(self, events: Sequence[EventEnvelope], encoded: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Append ``events`` (as ``append``); return how many were new and, in order, the encoding of
@@ -254,7 +293,7 @@ class EventStore:
             inserted: set[str] = set()
             if fresh:
                 rows = self._rows(conn, [e for e, _ in fresh], [raw for _, raw in fresh])
-                inserted = set(conn.execute(self._insert(), rows).scalars())
+                inserted = set(self._insert(conn, rows))
             out |= {event_id: by_id[event_id][1] for event_id in inserted}  # stored as given
             raced = {i: by_id[i] for i in by_id if i not in out}  # stored meanwhile by another
             if raced:

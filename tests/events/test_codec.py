@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -408,6 +409,36 @@ def test_encode_rejects_sequence_zero() -> None:
     with pytest.raises(EventValidationError) as info:
         encode_event(envelope(sequence=0))
     assert info.value.field == "sequence"
+
+
+CANONICAL_ID = make_event_id("BOS-1", 3)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CANONICAL_ID,
+        CANONICAL_ID.upper(),
+        "{" + CANONICAL_ID + "}",
+        "urn:uuid:" + CANONICAL_ID,
+        CANONICAL_ID.replace("-", ""),
+        CANONICAL_ID + "\n",
+        " " + CANONICAL_ID,
+        CANONICAL_ID[:-1] + "g",
+        CANONICAL_ID[:8] + "_" + CANONICAL_ID[9:],
+    ],
+)
+def test_event_ids_in_canonical_form_only(value: str) -> None:
+    """Accepted exactly when ``uuid`` itself writes the id so (the oracle: ``str(uuid.UUID(v))``)."""
+    try:
+        canonical = str(uuid.UUID(value)) == value
+    except ValueError:
+        canonical = False
+    data = as_dict() | {"event_id": value}
+    if canonical:
+        assert decode_event(json.dumps(data)).event_id == value
+    else:
+        assert rejected_field(data) == "event_id"
 
 
 def test_event_ids_are_deterministic() -> None:

@@ -5,6 +5,7 @@ result processors) and compared with what was given, on SQLite and on PostgreSQL
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 
+from events import store
 from events.sql import make_engine
-from events.sql_bulk import IN_CHUNK, insert_rows, select_in, upsert_rows
+from events.sql_bulk import IN_CHUNK, INSERT_CHUNK, insert_new_rows, insert_rows, select_in, upsert_rows
 from projections import read_models as rm
 from projections.projection_batch import APPLIED_COLUMNS
 from projections.projector import database_refused
@@ -179,6 +181,43 @@ def test_times_of_every_shape_are_stored_as_core_stores_them(engine: Engine, tab
         conn.execute(target.delete())
         insert_rows(conn, target, names, rows)
     assert raw_values(engine, target) == by_core
+
+
+def store_rows(n: int) -> list[tuple[Any, ...]]:
+    """Event-store rows (``store._ROW_COLUMNS``), instants in several zones and shapes."""
+    at = datetime(2025, 3, 9, 23, 30, 15, 123456, tzinfo=UTC)
+    plus8 = timezone(timedelta(hours=8))
+    return [
+        (
+            f"00000000-0000-4000-8000-{i:012d}", "ItemAccepted", 1, f"item-{i // 6}", i % 6 + 1,
+            (at + timedelta(minutes=i)).astimezone(plus8 if i % 3 else UTC),
+            at + timedelta(seconds=i, microseconds=-at.microsecond if i % 2 else 0),
+            "unit:市政", json.dumps({"n": i}), f"item-{i // 6}", f"cmd-{i}", f"{i:064x}", f"{i + 1:064x}",
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_new_rows_are_inserted_as_core_inserts_them_and_present_keys_skipped(engine: Engine) -> None:
+    """``insert_new_rows`` (the event store's append) stores what Core's ``INSERT … ON CONFLICT DO
+    NOTHING`` stores, skips the rows whose key is present, and returns exactly the keys it stored,
+    past one multi-row statement."""
+    store.EventStore(engine).create()
+    names, table = list(store._ROW_COLUMNS), store.stored_events
+    rows = store_rows(INSERT_CHUNK * 2 + 100)
+    present = rows[::3]
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in present])
+        inserted = insert_new_rows(conn, table, names, ["event_id"], rows, "event_id")
+    assert sorted(inserted) == sorted(r[0] for i, r in enumerate(rows) if i % 3)
+    by_bulk = [r[1:] for r in sorted(raw_values(engine, table), key=lambda r: r[1])]
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    assert [r[1:] for r in sorted(raw_values(engine, table), key=lambda r: r[1])] == by_bulk
+    with engine.begin() as conn:  # everything present: nothing stored, nothing returned
+        assert insert_new_rows(conn, table, names, ["event_id"], rows[:10], "event_id") == []
 
 
 def test_select_in_finds_exactly_the_rows_asked_for_past_one_chunk(engine: Engine) -> None:
