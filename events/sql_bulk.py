@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Date, Table
+from sqlalchemy import Boolean, Column, Connection, Date, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 
@@ -57,10 +57,12 @@ Processor = Callable[[Any], Any]
 def _sqlite_utc_text(process: Processor) -> Processor:
     """``UTCDateTime``'s bind processor on SQLite, with a shortcut for the usual value (an aware
     ``datetime`` in ``datetime.UTC``): the text SQLAlchemy's SQLite ``DATETIME`` stores
-    (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) in one formatting instead of two processors. Any
-    other value (``None``, another zone, naive, not a datetime) goes through ``process``."""
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) in one formatting instead of two processors; NULL
+    for ``None``. Any other value (another zone, naive, not a datetime) goes through ``process``."""
 
     def bind(value: Any) -> Any:
+        if value is None:
+            return None
         if type(value) is datetime and value.tzinfo is UTC:
             return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - SQLAlchemy's own format
                 value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
@@ -72,10 +74,27 @@ def _sqlite_utc_text(process: Processor) -> Processor:
 
 def _sqlite_date_text(process: Processor) -> Processor:
     """SQLite ``DATE``'s bind processor with a shortcut for a ``date``: the text SQLAlchemy stores
-    (``YYYY-MM-DD``); any other value goes through ``process``."""
+    (``YYYY-MM-DD``), NULL for ``None``; any other value goes through ``process``."""
 
     def bind(value: Any) -> Any:
+        if value is None:
+            return None
         return value.isoformat() if type(value) is date else process(value)
+
+    return bind
+
+
+def _sqlite_boolean(process: Processor) -> Processor:
+    """SQLite ``BOOLEAN``'s bind processor with a shortcut for ``True``, ``False`` and ``None``
+    (SQLite has no boolean: SQLAlchemy stores 1, 0 and NULL); any other value goes through
+    ``process``, which refuses what is not a boolean."""
+
+    def bind(value: Any) -> Any:
+        if value is None:
+            return None
+        if value is True:
+            return 1
+        return 0 if value is False else process(value)
 
     return bind
 
@@ -89,10 +108,14 @@ def _processors(dialect: Dialect, table: Table, names: tuple[str, ...]) -> list[
         if found is None:
             continue
         process: Processor = found
-        if dialect.name == "sqlite" and isinstance(column.type, UTCDateTime):
+        if dialect.name != "sqlite":
+            pass
+        elif isinstance(column.type, UTCDateTime):
             process = _sqlite_utc_text(process)
-        elif dialect.name == "sqlite" and type(column.type) is Date:
+        elif type(column.type) is Date:
             process = _sqlite_date_text(process)
+        elif type(column.type) is Boolean and not dialect.supports_native_boolean:
+            process = _sqlite_boolean(process)
         out.append((i, process))
     return out
 

@@ -157,7 +157,7 @@ def test_bulk_rows_are_stored_as_core_stores_them(engine: Engine, table: str) ->
 def test_times_of_every_shape_are_stored_as_core_stores_them(engine: Engine, table: str) -> None:
     """The shortcuts for the usual values (an aware UTC ``datetime``, a ``date``) store what Core's
     processors store, and the other values still go through Core's: other zones, no
-    microseconds, years before 1000."""
+    microseconds, years before 1000; booleans true, false and NULL."""
     plus8 = timezone(timedelta(hours=8))
     instants = [
         datetime(2025, 3, 9, 23, 30, tzinfo=UTC),
@@ -172,7 +172,10 @@ def test_times_of_every_shape_are_stored_as_core_stores_them(engine: Engine, tab
         rows = [(*row[:6], days[i % len(days)]) for i, row in enumerate(applied_rows(40))]
     else:
         target, names = rm.item_view, [c.name for c in rm.item_view.c]
-        views = [view(f"v{i}", at, "closed") | {"suspended_at": None} for i, at in enumerate(instants)]
+        views = [
+            view(f"v{i}", at, "closed") | {"on_time": (True, False, None)[i % 3]}
+            for i, at in enumerate(instants)
+        ]
         rows = [tuple(v[n] for n in names) for v in views]
     with engine.begin() as conn:
         conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
