@@ -3,16 +3,25 @@ broker and both databases: an item through duban's API, another through Open311,
 
 from __future__ import annotations
 
-from helpers.gateway import EXPECTED_EVENTS, LIFECYCLE, REPORTED, RunningGateway, command, unique
+from datetime import UTC
+
+from helpers.gateway import (
+    EXPECTED_EVENTS,
+    LIFECYCLE,
+    REPORTED,
+    RunningGateway,
+    command,
+    greenery_deadline,
+    unique,
+)
 
 from events.store import EventStore
 
-# REPORTED is Monday 30 November 2026, 10:00 in Asia/Shanghai. Greenery has 5 working days (the
-# default rulebook, DOMAIN.md anchor): the close of business (17:30) of the 5th working day after
-# the report's day. No holiday or make-up day falls in the week after, so by hand: Tue 1, Wed 2,
-# Thu 3, Fri 4, Mon 7 December, 17:30 local (09:30 UTC).
-GREENERY_DEADLINE_UTC = "2026-12-07T09:30:00+00:00"
-GREENERY_DEADLINE_LOCAL = "2026-12-07T17:30:00+08:00"
+# REPORTED is 10:00 in Asia/Shanghai on the last working day before today. Greenery has 5 working
+# days (the default rulebook, DOMAIN.md anchor): the close of business (17:30) of the 5th working
+# day after the report's day, counted on the calendar file by ``greenery_deadline``.
+GREENERY_DEADLINE_UTC = greenery_deadline().astimezone(UTC).isoformat()
+GREENERY_DEADLINE_LOCAL = greenery_deadline().isoformat()
 
 
 async def test_an_item_goes_through_the_api_and_reads_back_the_same_everywhere(

@@ -7,13 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from helpers.gateway import RunningGateway, unique
+from helpers.gateway import REPORTED, RunningGateway, unique
 
 from activities.webhooks import WebhookStore
 from duban.gateway.keys import KeyStore
 from events.store import EventStore
-
-REPORTED = "2026-11-30T10:00:00+08:00"
 
 
 def registration(item: str, service: str = "litter", town: str = "dongcheng") -> dict[str, Any]:

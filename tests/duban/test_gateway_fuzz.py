@@ -32,6 +32,11 @@ async def test_schemathesis_finds_no_server_error_and_refusals_store_nothing(
         f"X-API-Key: {key}",
         "--checks",
         "not_a_server_error",
+        # /readyz answers 503 while Temporal is slow to answer its health check (a loaded machine):
+        # that is its documented answer about the dependencies, not about the request; it takes no
+        # input to fuzz, and its own tests cover it
+        "--exclude-path",
+        "/readyz",
         "--max-examples",
         "40",
         "--phases",

@@ -9,11 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
 from temporalio.testing import WorkflowEnvironment
@@ -32,8 +35,47 @@ from helpers.servers import free_ports, topics_ready
 from projections import read_models as rm
 from projections.consumer import ProjectionConsumer
 
-# Monday 30 November 2026, 10:00 in Asia/Shanghai (the gateway tests' report time).
-REPORTED = "2026-11-30T10:00:00+08:00"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+CALENDAR_FILE = Path(__file__).resolve().parents[2] / "events" / "calendars" / "china.yaml"
+
+
+def china_working_days() -> Callable[[date], bool]:
+    """Whether a day is a working day on China's calendar as its file lists it (weekdays but the
+    holidays, and the make-up working days), read here without duban's calendar code."""
+    versions = yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))["versions"]
+    today = datetime.now(UTC).date()
+    version = max((v for v in versions if v["effective_from"] <= today), key=lambda v: v["effective_from"])
+    holidays, makeup = set(version["holidays"]), set(version.get("makeup_workdays") or [])
+    return lambda day: day in makeup or (day.weekday() < 5 and day not in holidays)
+
+
+def _reported() -> datetime:
+    """10:00 in Asia/Shanghai on the last working day before today there: recent enough that the
+    commands the tests send now meet every deadline, and no timer (a reminder, the light turning
+    yellow at 80%) has fired when the item is registered."""
+    working = china_working_days()
+    day = datetime.now(SHANGHAI).date() - timedelta(days=1)
+    while not working(day):
+        day -= timedelta(days=1)
+    return datetime.combine(day, time(10), SHANGHAI)
+
+
+REPORTED_AT = _reported()
+REPORTED = REPORTED_AT.isoformat()
+"""The gateway tests' report time (``_reported``), an ISO-8601 string with its +08:00 offset."""
+
+
+def greenery_deadline() -> datetime:
+    """Greenery's resolution deadline for an item reported at ``REPORTED`` (the default rulebook: 5
+    working days, DOMAIN.md anchor): the close of business (17:30) of the 5th working day after the
+    report's day, counted by hand on the calendar file (``china_working_days``); Asia/Shanghai."""
+    working, day, counted = china_working_days(), REPORTED_AT.date(), 0
+    while counted < 5:
+        day += timedelta(days=1)
+        counted += working(day)
+    return datetime.combine(day, time(17, 30), SHANGHAI)
+
+
 PERSON = {"dispatcher": "zhao", "handling_unit": "li", "inspector": "chen"}
 
 
