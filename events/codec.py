@@ -263,7 +263,9 @@ def read_encoded(raw: bytes) -> EventEnvelope:
     """The envelope written in ``raw``, parsed but **not validated**: only each field's JSON kind is
     checked (a string, an integer, an RFC 3339 instant, an object). Use it for bytes the caller will
     vouch for (their SHA-256 digest matched with the event store's), then ``trusted_event``; any
-    other bytes go to ``decode_event``. About four times cheaper than ``orjson.loads`` + building.
+    other bytes go to ``decode_event``. Cheaper than parsing to a dict and building the envelope from
+    it (with orjson before: the projection's decoding of a batch fell from about 34 to 25 µs per
+    event, issue 14).
 
     Raises:
         ValueError: not JSON, or a field of the wrong kind (``msgspec.DecodeError``).
