@@ -152,7 +152,7 @@ def encode_event(event: EventEnvelope) -> bytes:
     instants = {n: v for n in ("occurred_at", "recorded_at") if isinstance(v := getattr(event, n), datetime)}
     normal = _checked(given, instants)  # validated once, dumped as validated
     for name in ("occurred_at", "recorded_at"):  # a datetime given was formatted in UTC already
-        normal[name] = given[name] if isinstance(getattr(event, name), datetime) else format_utc(normal[name])
+        normal[name] = given[name] if name in instants else format_utc(normal[name])
     raw = json.dumps(normal, sort_keys=True, ensure_ascii=False).encode()
     if len(raw) > b.MAX_EVENT_BYTES:
         raise EventValidationError("event", f"encodes to {len(raw)} bytes; at most {b.MAX_EVENT_BYTES}")

@@ -41,14 +41,20 @@ def _columns(table: Table, names: Sequence[str]) -> list[Column[Any]]:
     return [table.c[name] for name in names]
 
 
+def _values_of(dialect: Dialect, names: Sequence[str]) -> str:
+    """The placeholders of one row: ``(?, ?, …)``."""
+    return f"({', '.join(_placeholder(dialect) for _ in names)})"
+
+
+def _insert_head(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
+    """``INSERT INTO table (names…) VALUES `` (the rows' placeholders follow)."""
+    quote = dialect.identifier_preparer.quote
+    return f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
-    quote = dialect.identifier_preparer.quote
-    mark = _placeholder(dialect)
-    return (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        f"VALUES ({', '.join(mark for _ in names)})"
-    )
+    return _insert_head(dialect, table, names) + _values_of(dialect, names)
 
 
 Processor = Callable[[Any], Any]
@@ -176,9 +182,8 @@ def insert_new_rows(
     if not rows:
         return []
     quote = conn.dialect.identifier_preparer.quote
-    mark = _placeholder(conn.dialect)
-    one = f"({', '.join(mark for _ in names)})"
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
+    one = _values_of(conn.dialect, names)
+    head = _insert_head(conn.dialect, table, names)
     tail = f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO NOTHING RETURNING {quote(returning)}"
     bound = _bound(conn.dialect, table, names, rows)
     out: list[Any] = []

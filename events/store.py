@@ -83,7 +83,6 @@ _ROW_COLUMNS = (
     "chain",
 )
 """The columns ``EventStore._rows`` gives values of, in order (all but the store's ``position``)."""
-assert set(_ROW_COLUMNS) == {c.name for c in stored_events.c} - {"position"}
 
 
 class _Payload(msgspec.Struct):

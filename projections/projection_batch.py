@@ -85,12 +85,17 @@ def row_entry(row: Any) -> Entry:
 _COHORT_COUNTERS = frozenset(n for n in rm.COUNTER_COLUMNS if n.startswith("cohort_"))
 """Counters of an item's registration day and units (``_apply_unchecked``), not of its event's."""
 _LEVEL_KEYS = operator.itemgetter(*(rm.LEVEL_COLUMN.get(level, level) for level in rm.LEVELS))
-assert rm.LEVELS[0] == "department"  # ``_apply_unchecked`` replaces the first key for report-ins
+_DEPARTMENT = rm.LEVELS.index("department")
 
 
 def _unit_keys(view: dict[str, Any]) -> tuple[str, ...]:
     """The item's unit key at each level of ``rm.LEVELS`` (``""``: not counted at that level)."""
     return _LEVEL_KEYS(view)
+
+
+def _with_department(keys: tuple[str, ...], department: str) -> tuple[str, ...]:
+    """``keys`` (``_unit_keys``) with another department's key."""
+    return (*keys[:_DEPARTMENT], department, *keys[_DEPARTMENT + 1 :])
 
 
 @functools.lru_cache(maxsize=256)
@@ -358,9 +363,9 @@ class Batch:
         keys = _unit_keys(view)
         counted_keys = keys
         if ev.event_type == t.DEPARTMENT_REPORTED_IN:  # a report-in counts for the department that came
-            counted_keys = (ev.payload["department"], *keys[1:])
+            counted_keys = _with_department(keys, ev.payload["department"])
         # an item's progress counts for the day and units it was registered with, never late
-        cohort_keys = (view["intake_department"], *keys[1:])
+        cohort_keys = _with_department(keys, view["intake_department"])
         self.views[ev.item_id] = view
         self.days[ev.event_id] = counted
         self._tally(counted_keys, counted, bumps)

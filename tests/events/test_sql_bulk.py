@@ -132,6 +132,17 @@ def raw_values(engine: Engine, table: Table) -> list[tuple[Any, ...]]:
         return sorted(tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table.name}"))
 
 
+def assert_bulk_stores_as_core(engine: Engine, target: Table, names: list[str], rows: list[Any]) -> None:
+    """``rows`` inserted by Core, then (the table emptied) by ``insert_rows``, are stored alike."""
+    with engine.begin() as conn:
+        conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    by_core = raw_values(engine, target)
+    with engine.begin() as conn:
+        conn.execute(target.delete())
+        insert_rows(conn, target, names, rows)
+    assert raw_values(engine, target) == by_core
+
+
 @pytest.mark.parametrize("table", ["applied_events", "item_view"])
 def test_bulk_rows_are_stored_as_core_stores_them(engine: Engine, table: str) -> None:
     """Byte for byte what an ORM-less Core INSERT stores (SQLite keeps times as text: a different
@@ -144,13 +155,7 @@ def test_bulk_rows_are_stored_as_core_stores_them(engine: Engine, table: str) ->
         target, names = rm.item_view, [c.name for c in rm.item_view.c]
         views = [view(f"v{i}", at + timedelta(minutes=i), "closed") for i in range(200)]
         rows = [tuple(v[n] for n in names) for v in views]
-    with engine.begin() as conn:
-        conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
-    by_core = raw_values(engine, target)
-    with engine.begin() as conn:
-        conn.execute(target.delete())
-        insert_rows(conn, target, names, rows)
-    assert raw_values(engine, target) == by_core
+    assert_bulk_stores_as_core(engine, target, names, rows)
 
 
 @pytest.mark.parametrize("table", ["applied_events", "item_view"])
@@ -177,13 +182,7 @@ def test_times_of_every_shape_are_stored_as_core_stores_them(engine: Engine, tab
             for i, at in enumerate(instants)
         ]
         rows = [tuple(v[n] for n in names) for v in views]
-    with engine.begin() as conn:
-        conn.execute(target.insert(), [dict(zip(names, row, strict=True)) for row in rows])
-    by_core = raw_values(engine, target)
-    with engine.begin() as conn:
-        conn.execute(target.delete())
-        insert_rows(conn, target, names, rows)
-    assert raw_values(engine, target) == by_core
+    assert_bulk_stores_as_core(engine, target, names, rows)
 
 
 def store_rows(n: int) -> list[tuple[Any, ...]]:
@@ -207,6 +206,7 @@ def test_new_rows_are_inserted_as_core_inserts_them_and_present_keys_skipped(eng
     past one multi-row statement."""
     store.EventStore(engine).create()
     names, table = list(store._ROW_COLUMNS), store.stored_events
+    assert set(names) == {c.name for c in table.c} - {"position"}  # every column the store fills
     rows = store_rows(INSERT_CHUNK * 2 + 100)
     present = rows[::3]
     with engine.begin() as conn:
