@@ -49,6 +49,8 @@ from workflows.activity_contracts import RecordEventsInput
 from workflows.item_model import ItemCommand, Registration
 
 MAY = (date(2025, 5, 1), date(2025, 6, 1))
+WORKER_ACTIVITY_SLOTS = 64
+"""Recordings in flight at once in ``end_to_end``: a worker's activity slots (``duban worker``)."""
 
 
 def synthetic_items(n: int, seed: int = 7) -> list[tuple[str, str, str, str, date, bool | None]]:
@@ -222,7 +224,8 @@ async def part_two(n: int) -> None:
 
 async def end_to_end(settings: Settings, path: Path, n: int) -> float:
     """Events per second from the first event handed to the recorder (stored, then published, one
-    item's events per step, 64 items at a time) until a running ``ProjectionConsumer``
+    item's events per step, ``WORKER_ACTIVITY_SLOTS`` steps in flight at any moment, as on a worker:
+    a step starts as soon as one ends) until a running ``ProjectionConsumer``
     (joined to its group beforehand) has applied every one of them to the read models."""
     engine = make_engine(f"sqlite:///{path}")
     fresh = replace(settings, events_topic=f"{settings.events_topic}.e2e")
@@ -239,10 +242,15 @@ async def end_to_end(settings: Settings, path: Path, n: int) -> float:
     for event in events:
         by_item.setdefault(event.item_id, []).append(event)
     steps = list(by_item.values())
+    slots = asyncio.Semaphore(WORKER_ACTIVITY_SLOTS)
+
+    async def record(step: list[EventEnvelope]) -> None:
+        async with slots:
+            await recorder.record_events(RecordEventsInput(step))
+
     try:
         started = time.monotonic()
-        for i in range(0, len(steps), 64):
-            await asyncio.gather(*(recorder.record_events(RecordEventsInput(s)) for s in steps[i : i + 64]))
+        await asyncio.gather(*(record(s) for s in steps))
         while await consumer.lag() or any((await consumer.kafka_lag()).values()):
             await asyncio.sleep(0.05)
         rate = n / (time.monotonic() - started)

@@ -141,6 +141,11 @@ def event_to_dict(event: EventEnvelope) -> dict[str, Any]:
     }
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+"""What ``json.dumps(…, sort_keys=True, ensure_ascii=False)`` builds anew on every call, built once
+(its C encoder, the same bytes)."""
+
+
 def encode_event(event: EventEnvelope) -> bytes:
     """UTF-8 JSON bytes of an envelope, keys sorted so equal events encode to equal bytes.
 
@@ -153,7 +158,7 @@ def encode_event(event: EventEnvelope) -> bytes:
     normal = _checked(given, instants)  # validated once, dumped as validated
     for name in ("occurred_at", "recorded_at"):  # a datetime given was formatted in UTC already
         normal[name] = given[name] if name in instants else format_utc(normal[name])
-    raw = json.dumps(normal, sort_keys=True, ensure_ascii=False).encode()
+    raw = _ENCODER.encode(normal).encode()
     if len(raw) > b.MAX_EVENT_BYTES:
         raise EventValidationError("event", f"encodes to {len(raw)} bytes; at most {b.MAX_EVENT_BYTES}")
     return raw

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Boolean, Column, Connection, Date, Table
 from sqlalchemy.engine import Dialect
@@ -195,38 +195,67 @@ def insert_new_rows(
     return out
 
 
+Merge = Literal["replace", "add", "max"]
+"""How ``upsert_rows`` merges a row into the one stored under its key: its other columns take the
+new values (``replace``), the sum of the stored and the new (``add``: counters), or the greater of
+the two (``max``: positions that never move back)."""
+
+_MERGED: dict[str, str] = {
+    "replace": "{c} = excluded.{c}",
+    "add": "{c} = {t}.{c} + excluded.{c}",
+    "max": "{c} = CASE WHEN {t}.{c} > excluded.{c} THEN {t}.{c} ELSE excluded.{c} END",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(
+    dialect: Dialect, table: Table, names: tuple[str, ...], key: tuple[str, ...], merge: Merge
+) -> str:
+    quote = dialect.identifier_preparer.quote
+    target = quote(table.name)
+    updates = ", ".join(_MERGED[merge].format(c=quote(n), t=target) for n in names if n not in key)
+    return (
+        f"{_insert_sql(dialect, table, names)} "
+        f"ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {updates}"
+    )
+
+
 def upsert_rows(
     conn: Connection,
     table: Table,
     names: Sequence[str],
     key: Sequence[str],
     rows: Sequence[Sequence[Any]],
-    adding: bool = False,
+    merge: Merge = "replace",
 ) -> None:
     """INSERT ``rows`` (tuples of the values of columns ``names``) into ``table``; a row whose
-    ``key`` columns exist already updates that row instead: its other columns take the new values,
-    or, with ``adding``, the sum of the stored and the new values (counters). One executemany
-    (``INSERT … ON CONFLICT (key) DO UPDATE``, SQLite and PostgreSQL).
+    ``key`` columns exist already updates that row instead, its other columns merged as ``merge``
+    says (``Merge``). One executemany (``INSERT … ON CONFLICT (key) DO UPDATE``, SQLite and
+    PostgreSQL); the SQL text is built once per table, columns, key and merge.
 
     Raises:
         sqlalchemy.exc.DBAPIError: as ``Connection.exec_driver_sql``.
     """
     if not rows:
         return
-    quote = conn.dialect.identifier_preparer.quote
-    target = quote(table.name)
-    updates = ", ".join(
-        f"{quote(n)} = {target}.{quote(n)} + excluded.{quote(n)}"
-        if adding
-        else f"{quote(n)} = excluded.{quote(n)}"
-        for n in names
-        if n not in key
-    )
-    sql = (
-        f"{_insert_sql(conn.dialect, table, tuple(names))} "
-        f"ON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {updates}"
-    )
+    sql = _upsert_sql(conn.dialect, table, tuple(names), tuple(key), merge)
     conn.exec_driver_sql(sql, _bound(conn.dialect, table, names, rows))
+
+
+@functools.lru_cache(maxsize=64)
+def _select_shape(
+    dialect: Dialect, table: Table, names: tuple[str, ...], key: str
+) -> tuple[str, list[tuple[int, Processor]]]:
+    """The ``SELECT names FROM table WHERE key`` head of ``select_in`` and the result processors
+    the dialect has for its columns (position, processor)."""
+    quote = dialect.identifier_preparer.quote
+    head = f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(table.name)} WHERE {quote(key)}"
+    processors: list[tuple[int, Processor]] = []
+    for i, c in enumerate(_columns(table, names)):
+        process = c.type.dialect_impl(dialect).result_processor(dialect, None)
+        if process is not None:
+            processors.append((i, process))
+    return head, processors
 
 
 def select_in(
@@ -236,12 +265,7 @@ def select_in(
     (strings or integers; repeats are asked once), as tuples in no particular order, each value
     through its column's result processor if the dialect has one."""
     dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    columns = _columns(table, names)
-    processors: list[Callable[[Any], Any] | None] = [
-        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
-    ]
-    head = f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(table.name)} WHERE {quote(key)}"
+    head, needed = _select_shape(dialect, table, tuple(names), key)
     mark = _placeholder(dialect)
     unique = sorted(set(values))
     if dialect.name == "postgresql":  # one array parameter, however many ids
@@ -251,7 +275,6 @@ def select_in(
             (f"{head} IN ({', '.join(mark for _ in batch)})", tuple(batch))
             for batch in (unique[i : i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK))
         ]
-    needed = [(i, p) for i, p in enumerate(processors) if p is not None]
     for sql, params in queries:
         for row in conn.exec_driver_sql(sql, params).fetchall():
             if not needed:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
-from events.sql import insert_ignoring_duplicates, upsert
+from events.sql import insert_ignoring_duplicates
 from events.sql_bulk import insert_rows, upsert_rows
 from events.store import EventStore
 from projections import read_models as rm
@@ -50,6 +50,9 @@ from projections.projection_batch import (
     stored_entry,
 )
 from projections.read_models import table_checksum
+
+POSITION_COLUMNS = ("projection", "topic", "partition", "next_offset")
+"""The ``projection_positions`` columns written per batch (the first three are its key)."""
 
 __all__ = ["BatchResult", "ItemProjector", "RawMessage", "table_checksum"]
 
@@ -137,21 +140,9 @@ class ItemProjector:
         for msg in messages:
             key = (msg.topic, msg.partition)
             positions[key] = max(positions.get(key, 0), msg.offset + 1)
-        rows = [
-            {"projection": self.projection, "topic": tp, "partition": part, "next_offset": nxt}
-            for (tp, part), nxt in sorted(positions.items())
-        ]
-        upsert(  # never moves back when an older batch is delivered again
-            conn,
-            rm.projection_positions,
-            ["projection", "topic", "partition"],
-            rows,
-            lambda tb, ex: {
-                "next_offset": case(
-                    (tb.c.next_offset > ex.next_offset, tb.c.next_offset), else_=ex.next_offset
-                )
-            },
-        )
+        rows = [(self.projection, tp, part, nxt) for (tp, part), nxt in sorted(positions.items())]
+        # never moves back when an older batch is delivered again
+        upsert_rows(conn, rm.projection_positions, POSITION_COLUMNS, POSITION_COLUMNS[:3], rows, merge="max")
 
     def catch_up(
         self, batch_size: int = 5000, grace_s: float = 0.0, settle_s: float = store_sync.SETTLE_S
@@ -240,7 +231,7 @@ class ItemProjector:
         ]
         counter_names = ["level", "unit_key", "day", *rm.COUNTER_COLUMNS]
         upsert_rows(
-            conn, rm.unit_day_counters, counter_names, ["level", "unit_key", "day"], counter_rows, adding=True
+            conn, rm.unit_day_counters, counter_names, ["level", "unit_key", "day"], counter_rows, merge="add"
         )
         # a plain INSERT: a concurrent projector applying the same ids fails loudly
         insert_rows(conn, rm.applied_events, APPLIED_COLUMNS, applied)

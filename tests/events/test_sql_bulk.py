@@ -90,13 +90,29 @@ def test_adding_upserts_sum_the_counters(engine: Engine) -> None:
             expected.setdefault(key, Counter()).update(amounts)
         rows = [(*key, *(amounts[c] for c in rm.COUNTER_COLUMNS)) for key, amounts in batch.items()]
         with engine.begin() as conn:
-            upsert_rows(conn, rm.unit_day_counters, names, ["level", "unit_key", "day"], rows, adding=True)
+            upsert_rows(conn, rm.unit_day_counters, names, ["level", "unit_key", "day"], rows, merge="add")
     with engine.connect() as conn:
         stored = {
             (r.level, r.unit_key, r.day): {c: r._mapping[c] for c in rm.COUNTER_COLUMNS}
             for r in conn.execute(select(rm.unit_day_counters))
         }
     assert stored == {k: {c: v[c] for c in rm.COUNTER_COLUMNS} for k, v in expected.items()}
+
+
+def test_max_upserts_keep_the_greater_position(engine: Engine) -> None:
+    rng = random.Random(5)
+    names = ["projection", "topic", "partition", "next_offset"]
+    greatest: dict[tuple[str, str, int], int] = {}
+    for _ in range(5):  # batches delivered out of order: a position never moves back
+        batch = {("items", "t", rng.randrange(6)): rng.randrange(1, 2**40) for _ in range(4)}
+        for key, offset in batch.items():
+            greatest[key] = max(greatest.get(key, 0), offset)
+        with engine.begin() as conn:
+            rows = [(*key, offset) for key, offset in batch.items()]
+            upsert_rows(conn, rm.projection_positions, names, names[:3], rows, merge="max")
+    with engine.connect() as conn:
+        stored = {(r[0], r[1], r[2]): r[3] for r in conn.execute(select(rm.projection_positions))}
+    assert stored == greatest
 
 
 def view(item_id: str, at: datetime, stage: str) -> dict[str, Any]:
