@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import BrokerResponseError
 
 from duban.config import Settings
+from duban.errors import ConfigurationError
 
 
 def make_producer(settings: Settings, bootstrap: str | None = None) -> AIOKafkaProducer:
@@ -20,3 +22,24 @@ def make_producer(settings: Settings, bootstrap: str | None = None) -> AIOKafkaP
         linger_ms=5,
         request_timeout_ms=30000,
     )
+
+
+async def start_producer(producer: AIOKafkaProducer, settings: Settings) -> None:
+    """Start ``producer`` (made by ``make_producer(settings)``).
+
+    Raises:
+        ConfigurationError: naming ``kafka_idempotent``, when the broker answered but refused to
+            start an idempotent producer (a broker without InitProducerId, such as the embedded one
+            named in ``DUBAN_KAFKA_BOOTSTRAP``: aiokafka then raises a bare ``UnknownError``).
+        aiokafka.errors.KafkaError: any other failure to start (no broker answers).
+    """
+    try:
+        await producer.start()
+    except BrokerResponseError as exc:
+        if not settings.kafka_idempotence:
+            raise
+        raise ConfigurationError(
+            f"kafka_idempotent: the broker at {settings.kafka_target} refused an idempotent producer "
+            f"({type(exc).__name__}: InitProducerId); set DUBAN_KAFKA_IDEMPOTENT=false for a broker "
+            "without it (the embedded one)"
+        ) from exc

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from activities.event_recording import EventRecorder
 from duban.config import Settings, check_database_url
 from duban.errors import ConfigurationError
-from duban.kafka import make_producer
+from duban.kafka import make_producer, start_producer
 from duban.logs import quiet_logger
 from duban.stack.probes import ensure_topics
 from events.sql import make_engine
@@ -48,6 +48,7 @@ async def recording(
 
     Raises:
         aiokafka.errors.KafkaError: the producer cannot start (no broker answers).
+        ConfigurationError: the broker refused an idempotent producer (``kafka.start_producer``).
     """
     engine = engine or make_engine(settings.database)
     store = EventStore(engine)
@@ -55,7 +56,7 @@ async def recording(
     producer = make_producer(settings)
     again = (lambda: ensure_topics(settings)) if recreate_topics else None
     try:
-        await producer.start()
+        await start_producer(producer, settings)
         yield Recording(
             engine, store, producer, EventRecorder(store, producer, topic or settings.events_topic, again)
         )

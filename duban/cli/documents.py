@@ -67,12 +67,18 @@ def _write(
                 "give --output PATH (only html goes to stdout)"
             )
         template = template or (Path(settings.documents_template) if settings.documents_template else None)
+        chosen_lang = lang.value if lang else settings.documents_lang
+        if chosen_lang.startswith("zh") and chosen != "html":  # html leaves the fonts to the browser
+            from duban.documents.charts import cjk_font_missing
+
+            if (missing := cjk_font_missing()) is not None:
+                typer.echo(f"warning: {missing}", err=True)
         done = report(
             database_url or settings.database,
             kind,
             period,
             chosen,
-            (lang.value if lang else settings.documents_lang),
+            chosen_lang,
             template,
         )
         if output is None:

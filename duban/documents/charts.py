@@ -41,6 +41,17 @@ def font_family() -> list[str]:
     return [CJK_FONT, "DejaVu Sans"] if CJK_FONT in installed else ["DejaVu Sans"]
 
 
+def cjk_font_missing() -> str | None:
+    """Why Chinese text would show as empty boxes (no ``CJK_FONT`` on this machine, for the charts
+    nor for the PDF's fontconfig), naming the package to install; ``None`` when the font is there."""
+    if CJK_FONT in font_family():
+        return None
+    return (
+        f"no CJK font ({CJK_FONT}) is installed: the Chinese text of this document shows as empty "
+        "boxes; install Debian's fonts-noto-cjk (apt-get install fonts-noto-cjk), or use --lang en"
+    )
+
+
 def _figure(width: float, height: float) -> tuple[Figure, Any]:
     plt.rcParams["font.family"] = font_family()
     plt.rcParams["svg.fonttype"] = "path"  # text as outlines: the SVG shows without the font

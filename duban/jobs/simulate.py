@@ -261,7 +261,9 @@ class Replay:
         last = max(p.later_at or p.case.reported_at for p in plans)
         semaphore = asyncio.Semaphore(self.options.concurrency)
         tolerance = size.total_seconds() + 1
-        bar = tqdm(total=sum(len(v) for v in days.values()), unit="step", disable=not self.options.progress)
+        # no bar unless asked for and stderr is a terminal (tqdm: disable=None)
+        shown = None if self.options.progress else True
+        bar = tqdm(total=sum(len(v) for v in days.values()), unit="step", disable=shown)
         now = origin
 
         async def deliver(plan: CasePlan, start: bool) -> None:

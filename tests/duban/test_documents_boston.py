@@ -260,3 +260,25 @@ def test_the_simulated_log_verifies_with_a_seal_per_closed_month(simulated: str,
     script = REPO / "duban" / "audit" / "standalone_verify.py"
     alone = subprocess.run([sys.executable, "-I", str(script), str(export)], capture_output=True, text=True)
     assert alone.returncode == 0 and alone.stdout.strip().endswith("12 seals: verified"), alone.stdout
+
+
+def test_a_chinese_document_warns_when_no_cjk_font_is_installed(
+    simulated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from duban.documents import charts
+
+    args = ["report", "monthly", "--period", MONTH, "--lang", "zh-CN", "--database-url", simulated]
+    fonts = subprocess.run(["fc-list"], capture_output=True, text=True, check=False).stdout
+    installed = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "a.docx")])
+    assert installed.exit_code == 0, installed.output
+    # fontconfig, asked on its own, says whether the machine has the font
+    assert ("no CJK font" in installed.output) == ("Noto Sans CJK" not in fonts)
+    monkeypatch.setattr(charts, "font_family", lambda: ["DejaVu Sans"])  # a machine without it
+    missing = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "b.docx")])
+    assert missing.exit_code == 0, missing.output
+    assert "warning: no CJK font (Noto Sans CJK SC) is installed" in missing.output
+    assert "apt-get install fonts-noto-cjk" in missing.output
+    english = CliRunner().invoke(app, [*args[:5], "en", *args[6:], "--output", str(tmp_path / "c.docx")])
+    assert english.exit_code == 0 and "no CJK font" not in english.output
