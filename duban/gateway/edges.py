@@ -55,7 +55,9 @@ class BodyLimit:
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 reason = f"the body is {int(declared)} bytes; at most {self.max_bytes} are accepted"
-                body = json.dumps({"error": "TooLarge", "field": "body", "reason": reason}).encode()
+                body = json.dumps(  # as JSONResponse writes it
+                    {"error": "TooLarge", "field": "body", "reason": reason}, separators=(",", ":")
+                ).encode()
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -141,7 +143,7 @@ def install(app: FastAPI) -> None:
         first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {"loc": (), "msg": "is invalid"}
         loc = tuple(first.get("loc", ()))
         if first.get("type") == "json_invalid":
-            field, reason = "body", str((first.get("ctx") or {}).get("error", first["msg"]))
+            field, reason = "body", f"is not JSON: {(first.get('ctx') or {}).get('error', first['msg'])}"
         else:
             field, reason = ".".join(str(p) for p in loc), str(first["msg"])
         if request.url.path.startswith(open311.PREFIX):

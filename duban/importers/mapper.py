@@ -139,6 +139,13 @@ class RowMapper:
         )
         if self._missing:
             missing = list(dict.fromkeys(self._missing))
+            drafted = [m for m in missing if m.strip().upper().startswith("TODO")]
+            if drafted:  # the wizard's mark of a column it could not decide
+                raise ImportRowError(
+                    drafted[0],
+                    f"{what}: the profile still says TODO where a column name belongs (a draft of "
+                    "`duban profile draft`): name the column at each TODO, then `duban profile check`",
+                )
             raise ImportRowError(
                 missing[0], f"{what}: header lacks {', '.join(missing)}; is this a {spec.name} export?"
             )

@@ -32,6 +32,7 @@ async def post_raw(gw: RunningGateway, key: str, path: str, body: bytes) -> Any:
         (json.dumps(registration("x3", address="a\u0007b")).encode(), "body.address", "control character"),
         (json.dumps(registration("x4", lat=36.8)).encode(), "body", "lat and long go together"),
         (json.dumps(registration("x5", lat=float("nan"), long=1.0)).encode(), "body.lat", "finite"),
+        (b'{"item_id": "x6", ', "body", "is not JSON: Expecting"),
     ],
 )
 async def test_hostile_bodies_are_refused_naming_the_field(
@@ -48,6 +49,7 @@ async def test_limits_routes_and_parameters_answer_in_duban_s_format(gateway: Ru
     key = gateway.key()
     too_big = await post_raw(gateway, key, "/v1/items", b'{"item_id": "' + b"a" * MAX_BODY_BYTES + b'"}')
     assert too_big.status_code == 413 and too_big.json()["error"] == "TooLarge"
+    assert too_big.content == json.dumps(too_big.json(), separators=(",", ":")).encode()  # as the others
     async with gateway.http(key) as http:
         unknown = await http.get("/v1/rankings", params={"by": "town"})
         assert unknown.status_code == 422 and unknown.json()["field"] == "by"

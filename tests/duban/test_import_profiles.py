@@ -262,6 +262,16 @@ def test_repeated_ids_are_found_in_memory_and_on_disk() -> None:
             seen.close()
 
 
+def test_a_draft_still_marked_todo_where_a_column_belongs_says_so(export: Path) -> None:
+    data = yaml.safe_load(draft_profile(export, name="rivertown"))
+    data["id"] = "TODO"  # what the wizard writes when no column of the sample is unique
+    with pytest.raises(ImportRowError) as refused:
+        load_cases(parse_profile(data, "draft"), export)
+    assert refused.value.field == "TODO"
+    assert "the profile still says TODO where a column name belongs" in str(refused.value)
+    assert "duban profile check" in str(refused.value)
+
+
 def test_the_wizards_draft_of_the_boston_sample_reads_it_as_the_built_in_profile_does() -> None:
     """On a real export, the draft places the columns the built-in profile names (only the clock
     shift, which no sample can reveal, and the Ward spelling differ), and imports every row."""
