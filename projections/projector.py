@@ -51,9 +51,6 @@ from projections.projection_batch import (
 )
 from projections.read_models import table_checksum
 
-POSITION_COLUMNS = ("projection", "topic", "partition", "next_offset")
-"""The ``projection_positions`` columns written per batch (the first three are its key)."""
-
 __all__ = ["BatchResult", "ItemProjector", "RawMessage", "table_checksum"]
 
 
@@ -142,7 +139,8 @@ class ItemProjector:
             positions[key] = max(positions.get(key, 0), msg.offset + 1)
         rows = [(self.projection, tp, part, nxt) for (tp, part), nxt in sorted(positions.items())]
         # never moves back when an older batch is delivered again
-        upsert_rows(conn, rm.projection_positions, POSITION_COLUMNS, POSITION_COLUMNS[:3], rows, merge="max")
+        positions_key = rm.POSITION_COLUMNS[:3]
+        upsert_rows(conn, rm.projection_positions, rm.POSITION_COLUMNS, positions_key, rows, merge="max")
 
     def catch_up(
         self, batch_size: int = 5000, grace_s: float = 0.0, settle_s: float = store_sync.SETTLE_S

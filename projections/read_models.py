@@ -153,6 +153,9 @@ projection_positions = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", _BIGINT, nullable=False),
 )
+POSITION_COLUMNS = ("projection", "topic", "partition", "next_offset")
+"""The ``projection_positions`` columns in row order; the first three are its key. Positions are
+written with ``events.sql_bulk.upsert_rows(…, merge="max")``: a position never moves back."""
 
 dead_letters = Table(
     "dead_letters",

@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, exists, func, select
+from sqlalchemy import Connection, Engine, exists, func, select
 
-from events.sql import upsert
+from events.sql_bulk import upsert_rows
 from events.store import stored_events
 from projections import read_models as rm
 
@@ -72,18 +72,11 @@ def advance_watermark(
         return mark
     new = int(settled) if first_open is None else min(int(settled), int(first_open) - 1)
     if new > mark:
-        row = {"projection": projection, "topic": WATERMARK_TOPIC, "partition": 0, "next_offset": new}
-        upsert(conn, rm.projection_positions, ["projection", "topic", "partition"], [row], _keep_larger)
+        row = (projection, WATERMARK_TOPIC, 0, new)
+        key = rm.POSITION_COLUMNS[:3]
+        upsert_rows(conn, rm.projection_positions, rm.POSITION_COLUMNS, key, [row], merge="max")
         return new
     return mark
-
-
-def _keep_larger(table: Any, excluded: Any) -> dict[str, Any]:
-    """An upsert that never moves a position back."""
-    larger = case(
-        (table.c.next_offset > excluded.next_offset, table.c.next_offset), else_=excluded.next_offset
-    )
-    return {"next_offset": larger}
 
 
 def backlog(
