@@ -6,7 +6,7 @@ event's digest is the SHA-256 of its canonical encoding (an edited byte, an edit
 each chain value links to the one before (an event moved, or a chain rewritten); the first event of
 a stream that does not verify is reported, and the stream's later events are not judged against it.
 An event without a chain value is one stored before chains existed only when its whole stream is
-unchained (chains came in one version, and ``migrate_chains`` chains a stream whole): a stream
+unchained (chains came in one version, and ``events.chain_migration`` chains a stream whole): a stream
 that holds chained events and unchained ones has had chains removed, which is reported as
 tampering. Then each seal's root is recomputed from the log as it is now (a stream truncated or
 deleted, an event forged into the sealed past) — every seal, however many events failed. The
@@ -17,8 +17,7 @@ named, as ``unreadable``.
 Verifying only reads: it creates no table and fills no column (an auditor's check must not wash out
 what it checks; open the database with ``events.sql.read_only``).
 
-``migrate_chains`` chains the events stored before chains existed, in stream order; it refuses a
-store where a stream holds both chained and unchained events.
+Chaining the events stored before chains existed is ``events.chain_migration``'s.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select, update
+from sqlalchemy import Engine, select
 
 from events.chain import genesis, link, seal_root
 from events.codec import encode_event, format_utc
@@ -337,84 +336,3 @@ def check_seal(engine: Engine, seal: Seal) -> Problem | None:
         f"the log now has {len(found)} and {total} up to its cut-off {seal.cutoff:%Y-%m-%d %H:%M:%S} UTC"
     )
     return Problem("seal", "", 0, 0, detail)
-
-
-class MixedStreams(DubanError):
-    """``migrate_chains`` refuses a store where a stream holds chained and unchained events: only
-    events stored before chains existed are chained by it, and chains came for whole streams —
-    such a stream has had chain values removed (``duban audit verify-log`` names the events)."""
-
-
-def _refuse_mixed(conn: Any) -> list[str]:
-    """The streams holding unchained events (to migrate), after refusing a store where a stream
-    holds chained events too (``MixedStreams``)."""
-    unchained = select(_c.item_id).where(_c.chain.is_(None)).distinct().subquery()
-    mixed = conn.execute(
-        select(_c.item_id, func.count())
-        .where(_c.chain.is_not(None), _c.item_id.in_(select(unchained.c.item_id)))
-        .group_by(_c.item_id)
-        .order_by(_c.item_id)
-    ).all()
-    if mixed:
-        names = ", ".join(f"{item} ({count} chained)" for item, count in mixed[:5])
-        raise MixedStreams(
-            f"chain-migrate refuses to re-chain {len(mixed)} stream(s) that already hold chained "
-            f"events as well as unchained ones: {names}{' …' if len(mixed) > 5 else ''}; only events "
-            "stored before chains existed can be migrated, so chain values were removed from these "
-            "streams (run duban audit verify-log); nothing was changed"
-        )
-    return [r[0] for r in conn.execute(select(unchained.c.item_id).order_by(unchained.c.item_id))]
-
-
-def check_migratable(engine: Engine) -> None:
-    """Refuse, before anything is written, a store ``migrate_chains`` would refuse (nothing to
-    check in a database without an event store or without the ``chain`` column: nothing is
-    chained there).
-
-    Raises:
-        MixedStreams: a stream holds chained events as well as unchained ones.
-    """
-    found = inspect(engine)
-    if not found.has_table(stored_events.name):
-        return
-    if "chain" not in {column["name"] for column in found.get_columns(stored_events.name)}:
-        return
-    with engine.connect() as conn:
-        _refuse_mixed(conn)
-
-
-def migrate_chains(engine: Engine, batch: int = 5000) -> int:
-    """Chain the events stored before chains existed, stream by stream in sequence order (an
-    event's chain follows from its stream's previous one); how many were chained. Idempotent.
-
-    Raises:
-        MixedStreams: a stream already holds chained events as well as unchained ones (nothing is
-            changed).
-    """
-    done = 0
-    with engine.begin() as conn:
-        streams = _refuse_mixed(conn)
-    for start in range(0, len(streams), batch):
-        part = streams[start : start + batch]
-        with engine.begin() as conn:
-            rows = conn.execute(
-                select(_c.position, _c.item_id, _c.sequence, _c.digest, _c.chain)
-                .where(_c.item_id.in_(part))
-                .order_by(_c.item_id, _c.sequence)
-            ).all()
-            chain, stream, updates = "", None, []
-            for row in rows:
-                if row.item_id != stream:
-                    stream, chain = row.item_id, genesis(row.item_id)
-                value = row.chain or link(chain, row.digest)
-                if row.chain is None:
-                    updates.append({"p": row.position, "chain": value})
-                chain = value
-            for update_row in updates:
-                conn.execute(
-                    update(stored_events)
-                    .where(_c.position == update_row["p"])
-                    .values(chain=update_row["chain"])
-                )
-            done += len(updates)
-    return done

@@ -103,7 +103,7 @@ def chain_migrate(database_url: DatabaseOpt = None) -> None:
     """Chain the events stored before chains existed (stream by stream, in sequence order); refuse
     a store where a stream already holds chained events (exit 2)."""
     from duban import wiring
-    from events.log_audit import check_migratable, migrate_chains
+    from events.chain_migration import check_migratable, migrate_chains
     from events.store import EventStore
 
     with errors():

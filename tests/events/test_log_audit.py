@@ -23,7 +23,8 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from duban.audit.export import export_log
 from events.chain import link
-from events.log_audit import canonical_bytes, migrate_chains, verify_log
+from events.chain_migration import migrate_chains
+from events.log_audit import canonical_bytes, verify_log
 from events.seals import take_seal
 from events.sql import make_engine
 from events.store import EventStore, stored_events
